@@ -1,0 +1,2 @@
+# Vercel entry point: /api/health
+from functions.health import app  # noqa: F401

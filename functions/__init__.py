@@ -1,0 +1,18 @@
+"""HTTP functions, one module per job. `ROUTES` is the single table of which path is
+served by which module and target; `tollbooth serve`, vercel.json and its test read it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str  # flask rule syntax for path parameters
+    module: str  # functions/<module>.py
+    target: str  # the function inside it (functions-framework --target)
+    methods: tuple[str, ...]
+
+
+ROUTES: list[Route] = [
+    Route("/api/health", "health", "health", ("GET",)),
+]

@@ -1,0 +1,1 @@
+"""Tollbooth shared library: config, database transports, auth, credits, pricing, HTTP runtime."""

@@ -1,0 +1,62 @@
+"""Settings, read once from the environment.
+
+A setting that a route needs but nobody configured is reported by `Settings.require`
+as `MissingSetting` (HTTP 503 naming it): it never crashes the server or other routes.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+from lib.errors import MissingSetting
+
+DEFAULT_DATA_DIR = ".tollbooth/pgdata"
+
+
+class Settings(BaseModel):
+    database_url: str | None = None
+    supabase_url: str | None = None
+    supabase_service_role_key: str | None = None
+    supabase_jwt_secret: str | None = None
+    supabase_jwks_url: str | None = None
+    openai_api_key: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    daily_api_key: str | None = None
+    daily_webhook_secret: str | None = None
+    cron_secret: str | None = None
+    rooms_encryption_keys: str | None = None
+    api_key_prefix: str = "xan_"
+    db_transport: str | None = Field(default=None, description="'psycopg' or 'postgrest'; default from what is set")
+    db_pool_size: int = 8
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        values = {}
+        for name in cls.model_fields:
+            raw = env.get(name.upper())
+            if raw not in (None, ""):
+                values[name] = raw
+        return cls(**values)
+
+    def require(self, name: str) -> str:
+        """The value of a setting a route cannot work without, or MissingSetting (503)."""
+        value = getattr(self, name)
+        if value in (None, ""):
+            raise MissingSetting(name.upper())
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,116 @@
+"""One error hierarchy for every function, and its one mapping to HTTP JSON errors.
+
+A function raises a `TollboothError` subclass; `lib.http` turns it into
+`{"error": {"type", "message"}}` with the class's status. Database errors are mapped
+from their SQLSTATE by `from_sqlstate`, with the same rules PostgREST uses, so both
+database transports fail the same way.
+"""
+from __future__ import annotations
+
+
+class TollboothError(Exception):
+    status = 500
+    type = "internal_error"
+
+    def __init__(self, message: str, *, type: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        if type:
+            self.type = type
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"type": self.type, "message": self.message}}
+
+
+class BadRequest(TollboothError):
+    status, type = 400, "invalid_request_error"
+
+
+class Unauthorized(TollboothError):
+    status, type = 401, "authentication_error"
+
+
+class PaymentRequired(TollboothError):
+    status, type = 402, "insufficient_credits"
+
+
+class Forbidden(TollboothError):
+    status, type = 403, "permission_error"
+
+
+class NotFound(TollboothError):
+    status, type = 404, "not_found"
+
+
+class Conflict(TollboothError):
+    status, type = 409, "conflict"
+
+
+class Gone(TollboothError):
+    status, type = 410, "gone"
+
+
+class Unprocessable(TollboothError):
+    status, type = 422, "unprocessable_entity"
+
+
+class RateLimited(TollboothError):
+    status, type = 429, "rate_limit_error"
+
+
+class UpstreamError(TollboothError):
+    status, type = 502, "upstream_error"
+
+
+class UpstreamTimeout(TollboothError):
+    status, type = 504, "upstream_timeout"
+
+
+class ServiceUnavailable(TollboothError):
+    status, type = 503, "service_unavailable"
+
+
+class MissingSetting(ServiceUnavailable):
+    type = "missing_setting"
+
+    def __init__(self, name: str):
+        super().__init__(f"this route needs the {name} setting, which is not configured")
+        self.setting = name
+
+
+_BY_STATUS: dict[int, type[TollboothError]] = {
+    cls.status: cls
+    for cls in (BadRequest, Unauthorized, PaymentRequired, Forbidden, NotFound, Conflict, Gone,
+                Unprocessable, RateLimited, UpstreamError, ServiceUnavailable, UpstreamTimeout)
+}
+
+
+def status_for_sqlstate(sqlstate: str | None) -> int:
+    """The HTTP status PostgREST gives a SQLSTATE (authenticated caller)."""
+    code = (sqlstate or "").upper()
+    if code.startswith("PT") and code[2:].isdigit():
+        return int(code[2:])
+    if code == "42501" or code.startswith("28") or code.startswith("0L") or code.startswith("0P"):
+        return 403
+    if code in ("23503", "23505"):
+        return 409
+    if code in ("42883", "42P01"):
+        return 404
+    if code.startswith("08") or code.startswith("53"):
+        return 503
+    if code == "P0001" or code.startswith("22") or code.startswith("23"):
+        return 400
+    return 500
+
+
+def from_sqlstate(sqlstate: str | None, message: str) -> TollboothError:
+    status = status_for_sqlstate(sqlstate)
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        err = TollboothError(message if status < 500 else "database error")
+        err.status = status
+        return err
+    if status >= 500 and cls is not ServiceUnavailable:
+        return TollboothError("database error")
+    return cls(message)

@@ -1,0 +1,108 @@
+"""The function runtime: every HTTP function is a plain `fn(request) -> Response`
+(functions-framework's signature, a flask.Request), wrapped by `endpoint`, which gives
+it a request id, a structured access log, and the one mapping from `TollboothError`
+(and pydantic validation errors) to `{"error": {"type", "message"}}` responses.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+import uuid
+from typing import Any, Callable, TypeVar
+
+import flask
+from pydantic import BaseModel, ValidationError
+
+from lib.errors import BadRequest, TollboothError
+from lib.log import get_logger, log_fields, request_id_var
+
+log = get_logger("http")
+Handler = Callable[[flask.Request], flask.Response]
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    resp = flask.Response(json.dumps(body, default=str), status=status, mimetype="application/json")
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def error_response(err: TollboothError) -> flask.Response:
+    return json_response(err.body(), err.status, err.headers)
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ())) or "body"
+        parts.append(f"{where}: {e.get('msg')}")
+    return "; ".join(parts)
+
+
+def parse_json(request: flask.Request, model: type[M]) -> M:
+    """The request body as `model`, or BadRequest naming what is wrong."""
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from exc
+
+
+def require_method(request: flask.Request, *methods: str) -> None:
+    if request.method not in methods:
+        err = TollboothError(f"method {request.method} not allowed; use {', '.join(methods)}",
+                             type="method_not_allowed", headers={"Allow": ", ".join(methods)})
+        err.status = 405
+        raise err
+
+
+def endpoint(name: str) -> Callable[[Handler], Handler]:
+    """Wrap a function: request id, error mapping, one access log line."""
+
+    def wrap(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        def handler(request: flask.Request) -> flask.Response:
+            rid = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+            token = request_id_var.set(rid)
+            start = time.perf_counter()
+            try:
+                try:
+                    resp = fn(request)
+                except TollboothError as err:
+                    resp = error_response(err)
+                except Exception:
+                    log.exception("unhandled error in %s", name)
+                    resp = error_response(TollboothError("internal error"))
+                resp.headers.setdefault("x-request-id", rid)
+                log_fields(log, logging.INFO, "request", function=name, method=request.method,
+                           path=request.path, status=resp.status_code,
+                           ms=round((time.perf_counter() - start) * 1000, 2))
+                return resp
+            finally:
+                request_id_var.reset(token)
+
+        handler.endpoint_name = name  # type: ignore[attr-defined]
+        return handler
+
+    return wrap
+
+
+def make_app(handler: Handler) -> flask.Flask:
+    """A WSGI app that sends every path to one function (Vercel's `app` export)."""
+    app = flask.Flask(handler.__module__)
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    def dispatch(path: str) -> flask.Response:
+        return handler(flask.request)
+
+    return app

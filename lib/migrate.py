@@ -1,0 +1,79 @@
+"""Apply supabase/local (plain Postgres only), every migration, and the seed.
+
+Migrations are tracked in `supabase_migrations.schema_migrations` the way the Supabase
+CLI tracks them (version = the file's timestamp, name, statements), so a database
+migrated here and one migrated by `supabase db push` agree. Each file runs in its own
+transaction: a failure leaves nothing of that file and stops with its name and the
+Postgres error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+SUPABASE_DIR = Path(__file__).resolve().parent.parent / "supabase"
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass
+class MigrationReport:
+    bootstrapped: bool
+    applied: list[str]
+    seeded: bool
+
+
+def is_supabase(conn: psycopg.Connection) -> bool:
+    """A Supabase database has the supabase_admin role; the local bootstrap is then skipped."""
+    return conn.execute("select exists (select 1 from pg_roles where rolname = 'supabase_admin')").fetchone()[0]
+
+
+def _run_file(conn: psycopg.Connection, path: Path, after: tuple[str, tuple] | None = None) -> None:
+    sql = path.read_text()
+    try:
+        with conn.transaction():
+            conn.execute(sql)
+            if after:
+                conn.execute(*after)
+    except psycopg.Error as exc:
+        detail = exc.diag.message_primary or str(exc)
+        where = f" ({exc.diag.context.strip().splitlines()[0]})" if exc.diag.context else ""
+        raise MigrationError(f"{path.relative_to(SUPABASE_DIR.parent)} failed: {detail}{where}") from exc
+
+
+def migration_files(root: Path = SUPABASE_DIR) -> list[Path]:
+    return sorted((root / "migrations").glob("*.sql"))
+
+
+def apply_all(dsn: str, *, seed: bool = True, root: Path = SUPABASE_DIR) -> MigrationReport:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        bootstrapped = False
+        if not is_supabase(conn):
+            for path in sorted((root / "local").glob("*.sql")):
+                _run_file(conn, path)
+            bootstrapped = True
+        conn.execute("create schema if not exists supabase_migrations")
+        conn.execute(
+            "create table if not exists supabase_migrations.schema_migrations "
+            "(version text not null primary key, statements text[], name text)"
+        )
+        done = {r[0] for r in conn.execute("select version from supabase_migrations.schema_migrations")}
+        applied = []
+        for path in migration_files(root):
+            version, _, name = path.stem.partition("_")
+            if version in done:
+                continue
+            _run_file(conn, path, (
+                "insert into supabase_migrations.schema_migrations (version, statements, name) values (%s, %s, %s)",
+                (version, [path.read_text()], name),
+            ))
+            applied.append(path.name)
+        seeded = False
+        if seed and (root / "seed.sql").exists():
+            _run_file(conn, root / "seed.sql")
+            seeded = True
+        return MigrationReport(bootstrapped, applied, seeded)

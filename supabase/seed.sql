@@ -1,0 +1,32 @@
+-- Local demo data: two users, Alice's personal org and the "Acme" team org where Bob is
+-- a member. Idempotent; `tollbooth db start` and the test suite apply it after migrations.
+
+insert into public.plans (id, name, monthly_credits, features, sort_order) values
+  ('free', 'Free', 1000, '{"models": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1-nano"]}', 0),
+  ('pro', 'Pro', 50000, '{}', 10),
+  ('enterprise', 'Enterprise', 1000000, '{}', 20)
+on conflict (id) do update
+  set name = excluded.name, monthly_credits = excluded.monthly_credits, features = excluded.features,
+      sort_order = excluded.sort_order;
+
+insert into auth.users (id, aud, role, email, email_confirmed_at, raw_user_meta_data, raw_app_meta_data)
+values
+  ('00000000-0000-4000-8000-00000000a11c', 'authenticated', 'authenticated', 'alice@example.com', now(),
+   '{"full_name": "Alice Demo"}', '{"provider": "email"}'),
+  ('00000000-0000-4000-8000-000000000b0b', 'authenticated', 'authenticated', 'bob@example.com', now(),
+   '{"full_name": "Bob Demo"}', '{"provider": "email"}')
+on conflict (id) do nothing;
+
+insert into public.organizations (id, name, slug, personal, plan_id, created_by)
+values ('00000000-0000-4000-8000-00000000ac3e', 'Acme', 'acme', false, 'pro', '00000000-0000-4000-8000-00000000a11c')
+on conflict (id) do nothing;
+
+insert into public.organization_members (org_id, user_id, role) values
+  ('00000000-0000-4000-8000-00000000ac3e', '00000000-0000-4000-8000-00000000a11c', 'owner'),
+  ('00000000-0000-4000-8000-00000000ac3e', '00000000-0000-4000-8000-000000000b0b', 'member')
+on conflict do nothing;
+
+insert into public.projects (id, org_id, name, description, created_by)
+values ('00000000-0000-4000-8000-0000000000f1', '00000000-0000-4000-8000-00000000ac3e', 'Website chat',
+        'Support bot on the marketing site', '00000000-0000-4000-8000-00000000a11c')
+on conflict (id) do nothing;
