@@ -42,7 +42,7 @@ def _run_file(conn: psycopg.Connection, path: Path, after: tuple[str, tuple] | N
     except psycopg.Error as exc:
         detail = exc.diag.message_primary or str(exc)
         where = f" ({exc.diag.context.strip().splitlines()[0]})" if exc.diag.context else ""
-        raise MigrationError(f"{path.relative_to(SUPABASE_DIR.parent)} failed: {detail}{where}") from exc
+        raise MigrationError(f"{path.parent.name}/{path.name} failed: {detail}{where}") from exc
 
 
 def migration_files(root: Path = SUPABASE_DIR) -> list[Path]:

@@ -10,9 +10,8 @@ revoke all on schema private from public;
 grant usage on schema private to authenticated, service_role;
 
 -- Section - functions are private by default; each RPC is granted explicitly
-alter default privileges in schema public revoke execute on functions from public;
+alter default privileges revoke execute on functions from public;
 alter default privileges in schema public revoke execute on functions from anon, authenticated;
-alter default privileges in schema private revoke execute on functions from public;
 
 /**
  * Keeps `updated_at` honest on every table that has one.
