@@ -5,7 +5,7 @@ import flask
 import functions_framework
 
 from lib.db import get_database
-from lib.errors import TollboothError
+from lib.errors import MissingSetting, TollboothError
 from lib.http import endpoint, json_response, make_app, require_method
 
 
@@ -15,6 +15,8 @@ def health(request: flask.Request) -> flask.Response:
     require_method(request, "GET", "HEAD")
     try:
         get_database().ping()
+    except MissingSetting:
+        raise
     except TollboothError as err:
         return json_response({"status": "degraded", "database": "unreachable", "error": err.message}, 503)
     return json_response({"status": "ok", "database": "reachable"})
