@@ -19,7 +19,9 @@ create table public.plans (
 );
 
 alter table public.plans enable row level security;
-revoke insert, update, delete, truncate, references, trigger on public.plans from anon, authenticated;
+-- revoke all, not a list: on Postgres 17+ the default grant includes MAINTAIN (lock, vacuum)
+revoke all on public.plans from anon, authenticated;
+grant select on public.plans to anon, authenticated;
 
 create trigger plans_set_updated_at before update on public.plans
   for each row execute function private.set_updated_at();

@@ -24,7 +24,9 @@ create table public.organizations (
   created_by uuid references auth.users (id) on delete set null,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
-  constraint organizations_personal_has_owner check (personal = (personal_owner_id is not null))
+  constraint organizations_personal_has_owner check (personal = (personal_owner_id is not null)),
+  -- personal-* slugs belong to personal organizations; a rename must not take one either
+  constraint organizations_personal_slug_reserved check (personal or slug not like 'personal-%')
 );
 create index organizations_plan_id_idx on public.organizations (plan_id);
 create index organizations_created_by_idx on public.organizations (created_by);

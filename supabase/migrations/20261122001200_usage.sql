@@ -1,0 +1,433 @@
+/**
+ * Metering: model prices, one usage_events row per metered call (partitioned by
+ * month so retention drops partitions), a per-key api_requests log, and the two SQL
+ * functions the chat proxy calls per request: begin_chat_request (authenticate,
+ * authorize the model, reserve the worst case: one round trip) and
+ * finish_chat_request (price the real usage, settle or release, record the rows:
+ * one transaction).
+ */
+
+-- Section - model prices
+
+create table public.model_prices (
+  model text primary key,
+  input_usd_per_1m numeric(12, 6) not null check (input_usd_per_1m >= 0),
+  cached_input_usd_per_1m numeric(12, 6) not null check (cached_input_usd_per_1m >= 0),
+  output_usd_per_1m numeric(12, 6) not null check (output_usd_per_1m >= 0),
+  -- credits charged = ceil(cost_usd * credits_per_usd * credit_multiplier)
+  credit_multiplier numeric(8, 4) not null default 1 check (credit_multiplier > 0),
+  max_output_tokens integer not null default 16384 check (max_output_tokens > 0),
+  active boolean not null default true,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+alter table public.model_prices enable row level security;
+revoke insert, update, delete, truncate, references, trigger on public.model_prices from anon, authenticated;
+create trigger model_prices_set_updated_at before update on public.model_prices
+  for each row execute function private.set_updated_at();
+
+insert into public.model_prices (model, input_usd_per_1m, cached_input_usd_per_1m, output_usd_per_1m, max_output_tokens) values
+  ('gpt-4o-mini', 0.15, 0.075, 0.60, 16384),
+  ('gpt-4o', 2.50, 1.25, 10.00, 16384),
+  ('gpt-4.1', 2.00, 0.50, 8.00, 32768),
+  ('gpt-4.1-mini', 0.40, 0.10, 1.60, 32768),
+  ('gpt-4.1-nano', 0.10, 0.025, 0.40, 32768),
+  ('o3-mini', 1.10, 0.55, 4.40, 100000),
+  ('o4-mini', 1.10, 0.275, 4.40, 100000)
+on conflict (model) do nothing;
+
+-- Model prices are public: anyone may read them.
+create policy "Model prices are viewable by everyone" on public.model_prices
+  for select to anon, authenticated
+  using (true);
+
+-- Section - usage events (partitioned by month)
+
+create table public.usage_events (
+  id uuid not null default gen_random_uuid(),
+  created_at timestamptz not null default now(),
+  org_id uuid not null references public.organizations (id) on delete cascade,
+  user_id uuid references auth.users (id) on delete set null,
+  api_key_id uuid references public.api_keys (id) on delete set null,
+  project_id uuid references public.projects (id) on delete set null,
+  -- the Daily meeting this call belongs to (X-Meeting-Id); the meetings migration adds its key
+  meeting_id uuid,
+  kind text not null default 'chat' check (kind in ('chat', 'api', 'automation')),
+  model text,
+  prompt_tokens bigint not null default 0 check (prompt_tokens >= 0),
+  completion_tokens bigint not null default 0 check (completion_tokens >= 0),
+  total_tokens bigint not null default 0 check (total_tokens >= 0),
+  cached_tokens bigint not null default 0 check (cached_tokens >= 0),
+  reasoning_tokens bigint not null default 0 check (reasoning_tokens >= 0),
+  cost_usd numeric(24, 12) not null default 0,
+  credits bigint not null default 0 check (credits >= 0),
+  request_id text not null,
+  upstream_id text,
+  -- succeeded | upstream_error | failed | client_disconnected
+  status text not null,
+  -- true when the upstream never reported usage and the charge is an estimate
+  estimated boolean not null default false,
+  stream boolean not null default false,
+  latency_ms integer,
+  metadata jsonb not null default '{}'::jsonb,
+  primary key (id, created_at)
+) partition by range (created_at);
+create index usage_events_org_created_idx on public.usage_events (org_id, created_at);
+create index usage_events_user_id_idx on public.usage_events (user_id);
+create index usage_events_api_key_id_idx on public.usage_events (api_key_id);
+create index usage_events_project_id_idx on public.usage_events (project_id);
+create index usage_events_meeting_id_idx on public.usage_events (meeting_id);
+create index usage_events_request_id_idx on public.usage_events (request_id);
+
+alter table public.usage_events enable row level security;
+revoke all on public.usage_events from anon, authenticated;
+grant select on public.usage_events to authenticated;
+
+/**
+ * Creates the month partition holding `month` (in the non-exposed private schema,
+ * with RLS on so it is never readable by itself). Idempotent.
+ */
+create or replace function private.create_usage_partition(month date)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  start_at date := date_trunc('month', month)::date;
+  part text := 'usage_events_' || to_char(start_at, 'YYYY_MM');
+begin
+  if to_regclass('private.' || part) is null then
+    execute format(
+      'create table private.%I partition of public.usage_events for values from (%L) to (%L)',
+      part, start_at::timestamptz, (start_at + interval '1 month')::date::timestamptz);
+    execute format('alter table private.%I enable row level security', part);
+    execute format('revoke all on private.%I from anon, authenticated', part);
+  end if;
+  return part;
+end;
+$$;
+
+/**
+ * Service role (cron): makes sure the next `months_ahead` months have partitions.
+ */
+create or replace function public.ensure_usage_partitions(months_ahead integer default 3)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  i integer;
+  made text[] := '{}';
+begin
+  for i in 0..greatest(months_ahead, 0) loop
+    made := made || private.create_usage_partition((date_trunc('month', now()) + make_interval(months => i))::date);
+  end loop;
+  return jsonb_build_object('partitions', to_jsonb(made));
+end;
+$$;
+revoke execute on function public.ensure_usage_partitions(integer) from public, anon, authenticated;
+grant execute on function public.ensure_usage_partitions(integer) to service_role;
+
+select private.create_usage_partition((date '2026-01-01' + make_interval(months => i))::date)
+from generate_series(0, 23) as i;
+select public.ensure_usage_partitions(3);
+
+-- rows outside every month partition (clock skew, a missed cron) still land somewhere
+create table private.usage_events_default partition of public.usage_events default;
+alter table private.usage_events_default enable row level security;
+revoke all on private.usage_events_default from anon, authenticated;
+
+-- Members see their organization's usage.
+create policy "Usage events are viewable by members" on public.usage_events
+  for select to authenticated
+  using (org_id in (select private.member_org_ids('member')));
+
+-- Section - per-key request log
+
+create table public.api_requests (
+  id bigint generated always as identity primary key,
+  org_id uuid not null references public.organizations (id) on delete cascade,
+  api_key_id uuid references public.api_keys (id) on delete set null,
+  user_id uuid references auth.users (id) on delete set null,
+  request_id text not null,
+  endpoint text not null,
+  method text not null,
+  status_code integer not null,
+  latency_ms integer,
+  -- only when body logging is switched on for the key or organization
+  request_body jsonb,
+  response_body jsonb,
+  created_at timestamptz not null default now()
+);
+create index api_requests_org_created_idx on public.api_requests (org_id, created_at);
+create index api_requests_api_key_id_idx on public.api_requests (api_key_id, created_at);
+create index api_requests_user_id_idx on public.api_requests (user_id);
+create index api_requests_request_id_idx on public.api_requests (request_id);
+
+alter table public.api_requests enable row level security;
+revoke all on public.api_requests from anon, authenticated;
+grant select on public.api_requests to authenticated;
+
+-- Organization admins and owners read the request log (bodies may hold customer data).
+create policy "API requests are viewable by organization admins" on public.api_requests
+  for select to authenticated
+  using (org_id in (select private.member_org_ids('admin')));
+
+-- Section - pricing
+
+/**
+ * Exact USD cost of a call: uncached input, cached input and output (reasoning tokens
+ * are part of completion tokens and billed as output).
+ */
+create or replace function private.usage_cost_usd(
+  price public.model_prices, prompt_tokens bigint, completion_tokens bigint, cached_tokens bigint
+)
+returns numeric
+language sql immutable
+set search_path = ''
+as $$
+  select ((greatest(prompt_tokens - least(cached_tokens, prompt_tokens), 0) * price.input_usd_per_1m)
+        + (least(cached_tokens, prompt_tokens) * price.cached_input_usd_per_1m)
+        + (completion_tokens * price.output_usd_per_1m)) / 1000000;
+$$;
+
+/**
+ * Credits for a USD cost at a model's multiplier (rounded up: a call is never free).
+ */
+create or replace function private.usd_to_credits(cost_usd numeric, multiplier numeric)
+returns bigint
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select ceil(cost_usd * private.setting('credits_per_usd')::numeric * multiplier)::bigint;
+$$;
+
+-- Section - the chat proxy's two calls
+
+/**
+ * Service role (chat proxy): authenticates the caller (an API key's sha256, or a
+ * signed-in user and optionally an organization), checks the model against the
+ * price list and the plan, and reserves the worst case: `prompt_tokens_bound` at the
+ * input price plus the completion limit at the output price for every choice. With
+ * no limit, the limit becomes what the balance affords (at most the model's
+ * maximum). Errors: 401 key unknown/revoked/expired or organization owner banned;
+ * 403 user banned/inactive or not a member; 400 unknown or disallowed model;
+ * 402 not affordable.
+ */
+create or replace function public.begin_chat_request(
+  request_id text, model text, prompt_tokens_bound bigint,
+  completion_tokens_limit bigint default null, choices integer default 1,
+  key_hash bytea default null, user_id uuid default null, org_id uuid default null,
+  ttl_seconds integer default 900
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  k public.api_keys;
+  org uuid;
+  caller uuid := begin_chat_request.user_id;
+  plan public.plans;
+  price public.model_prices;
+  acct public.credit_accounts;
+  per_usd numeric := private.setting('credits_per_usd')::numeric;
+  prompt_credits numeric;
+  per_token_credits numeric;
+  lim bigint := completion_tokens_limit;
+  capped boolean := false;
+  hold bigint;
+  remaining bigint;
+  n integer := greatest(coalesce(choices, 1), 1);
+begin
+  if begin_chat_request.key_hash is not null then
+    select * into k from public.api_keys x where x.key_hash = begin_chat_request.key_hash;
+    if k.id is null then
+      raise exception 'invalid API key' using errcode = 'PT401';
+    elsif k.status = 'revoked' then
+      raise exception 'API key has been revoked' using errcode = 'PT401';
+    elsif k.status = 'expired' or (k.expires_at is not null and k.expires_at <= now()) then
+      raise exception 'API key has expired' using errcode = 'PT401';
+    end if;
+    org := k.org_id;
+    if not exists (
+      select 1 from public.organization_members m
+      join public.profiles p on p.id = m.user_id
+      join auth.users u on u.id = m.user_id
+      where m.org_id = org and m.role = 'owner' and p.role <> 'banned' and p.is_active
+        and (u.banned_until is null or u.banned_until <= now()) and u.deleted_at is null
+    ) then
+      raise exception 'API key belongs to an organization whose owner is banned or inactive' using errcode = 'PT401';
+    end if;
+  elsif caller is not null then
+    if not exists (
+      select 1 from public.profiles p join auth.users u on u.id = p.id
+      where p.id = caller and p.role <> 'banned' and p.is_active
+        and (u.banned_until is null or u.banned_until <= now()) and u.deleted_at is null
+    ) then
+      raise exception 'this account is banned or inactive' using errcode = '42501';
+    end if;
+    if begin_chat_request.org_id is null then
+      select o.id into org from public.organizations o where o.personal_owner_id = caller;
+    elsif exists (select 1 from public.organization_members m
+                  where m.org_id = begin_chat_request.org_id and m.user_id = caller) then
+      org := begin_chat_request.org_id;
+    else
+      raise exception 'not a member of organization %', begin_chat_request.org_id using errcode = '42501';
+    end if;
+    if org is null then
+      raise exception 'no organization to bill' using errcode = '42501';
+    end if;
+  else
+    raise exception 'an API key or a signed-in user is required' using errcode = 'PT401';
+  end if;
+
+  select p.* into plan from public.plans p join public.organizations o on o.plan_id = p.id where o.id = org;
+  select * into price from public.model_prices m where m.model = begin_chat_request.model and m.active;
+  if price.model is null then
+    raise exception 'model "%" does not exist or is not available', begin_chat_request.model using errcode = 'PT400';
+  end if;
+  if plan.features ? 'models' and not (plan.features -> 'models') ? price.model then
+    raise exception 'model "%" is not available on the % plan', price.model, plan.name using errcode = 'PT400';
+  end if;
+  if lim is not null and lim < 1 then
+    raise exception 'max_tokens must be at least 1' using errcode = 'PT400';
+  end if;
+
+  perform private.ensure_current_period(org);
+  acct := private.lock_account(org);
+  prompt_credits := greatest(prompt_tokens_bound, 0) * price.input_usd_per_1m / 1000000 * per_usd * price.credit_multiplier;
+  per_token_credits := price.output_usd_per_1m / 1000000 * per_usd * price.credit_multiplier * n;
+  if lim is null then
+    capped := true;
+    lim := case when per_token_credits = 0 then price.max_output_tokens
+                else least(floor((acct.balance - ceil(prompt_credits)) / per_token_credits), price.max_output_tokens)::bigint end;
+    if lim < 1 then
+      raise exception 'insufficient credits: % remaining', acct.balance using errcode = 'PT402';
+    end if;
+  end if;
+  hold := ceil(prompt_credits + lim * per_token_credits)::bigint;
+  remaining := private.reserve_credits(org, begin_chat_request.request_id, hold, ttl_seconds);
+
+  if k.id is not null then
+    update public.api_keys x
+    set usage_count = x.usage_count + 1,
+        last_used_at = case when x.last_used_at is null or x.last_used_at < now() - interval '1 minute'
+                            then now() else x.last_used_at end
+    where x.id = k.id;
+  end if;
+
+  return jsonb_build_object(
+    'org_id', org, 'api_key_id', k.id, 'project_id', k.project_id, 'user_id', coalesce(caller, k.created_by),
+    'plan_id', plan.id, 'model', price.model, 'reserved', hold, 'remaining', remaining,
+    'completion_tokens_limit', lim, 'limit_capped', capped);
+end;
+$$;
+revoke execute on function public.begin_chat_request(text, text, bigint, bigint, integer, bytea, uuid, uuid, integer)
+  from public, anon, authenticated;
+grant execute on function public.begin_chat_request(text, text, bigint, bigint, integer, bytea, uuid, uuid, integer)
+  to service_role;
+
+/**
+ * Service role (chat proxy): closes a request in one transaction. With usage, prices
+ * it exactly, settles the reservation and records the usage event; without (upstream
+ * error before any output), releases it. Always records the api_requests row.
+ * Idempotent by request id: a replay returns the first result and writes nothing.
+ */
+create or replace function public.finish_chat_request(
+  request_id text, status text, http_status integer, endpoint text,
+  org_id uuid, model text, api_key_id uuid default null, user_id uuid default null,
+  project_id uuid default null, meeting_id uuid default null,
+  prompt_tokens bigint default null, completion_tokens bigint default null,
+  cached_tokens bigint default 0, reasoning_tokens bigint default 0,
+  estimated boolean default false, stream boolean default false,
+  upstream_id text default null, latency_ms integer default null, error text default null,
+  method text default 'POST'
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  price public.model_prices;
+  cost numeric := 0;
+  credits bigint := 0;
+  result jsonb;
+  charged bigint := 0;
+begin
+  if finish_chat_request.prompt_tokens is not null then
+    select * into price from public.model_prices m where m.model = finish_chat_request.model;
+    if price.model is null then
+      raise exception 'model "%" has no price', finish_chat_request.model using errcode = 'PT400';
+    end if;
+    cost := private.usage_cost_usd(price, finish_chat_request.prompt_tokens,
+                                   coalesce(finish_chat_request.completion_tokens, 0),
+                                   coalesce(finish_chat_request.cached_tokens, 0));
+    credits := private.usd_to_credits(cost, price.credit_multiplier);
+    result := private.settle_credits(finish_chat_request.request_id, credits);
+    charged := (result ->> 'charged')::bigint;
+  else
+    result := private.release_credits(finish_chat_request.request_id, coalesce(finish_chat_request.error, finish_chat_request.status));
+  end if;
+
+  if (result ->> 'replayed')::boolean then
+    return result;
+  end if;
+
+  insert into public.usage_events (
+    org_id, user_id, api_key_id, project_id, meeting_id, kind, model,
+    prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
+    cost_usd, credits, request_id, upstream_id, status, estimated, stream, latency_ms, metadata)
+  values (
+    finish_chat_request.org_id, finish_chat_request.user_id, finish_chat_request.api_key_id,
+    finish_chat_request.project_id, finish_chat_request.meeting_id, 'chat', finish_chat_request.model,
+    coalesce(finish_chat_request.prompt_tokens, 0), coalesce(finish_chat_request.completion_tokens, 0),
+    coalesce(finish_chat_request.prompt_tokens, 0) + coalesce(finish_chat_request.completion_tokens, 0),
+    coalesce(finish_chat_request.cached_tokens, 0), coalesce(finish_chat_request.reasoning_tokens, 0),
+    cost, charged, finish_chat_request.request_id, finish_chat_request.upstream_id,
+    finish_chat_request.status, finish_chat_request.estimated, finish_chat_request.stream,
+    finish_chat_request.latency_ms,
+    case when finish_chat_request.error is null then '{}'::jsonb
+         else jsonb_build_object('error', left(finish_chat_request.error, 1000)) end
+      || case when (result ->> 'uncollected')::bigint > 0
+              then jsonb_build_object('uncollected_credits', (result ->> 'uncollected')::bigint) else '{}'::jsonb end);
+
+  insert into public.api_requests (org_id, api_key_id, user_id, request_id, endpoint, method, status_code, latency_ms)
+  values (finish_chat_request.org_id, finish_chat_request.api_key_id, finish_chat_request.user_id,
+          finish_chat_request.request_id, finish_chat_request.endpoint, finish_chat_request.method,
+          finish_chat_request.http_status, finish_chat_request.latency_ms);
+
+  return result || jsonb_build_object('cost_usd', cost::text, 'credits', charged);
+end;
+$$;
+revoke execute on function public.finish_chat_request(text, text, integer, text, uuid, text, uuid, uuid, uuid, uuid, bigint, bigint, bigint, bigint, boolean, boolean, text, integer, text, text)
+  from public, anon, authenticated;
+grant execute on function public.finish_chat_request(text, text, integer, text, uuid, text, uuid, uuid, uuid, uuid, bigint, bigint, bigint, bigint, boolean, boolean, text, integer, text, text)
+  to service_role;
+
+/**
+ * Service role: records a request that failed before a reservation existed (bad key,
+ * no credits, bad model) in the per-key log, when the organization is known.
+ */
+create or replace function public.log_api_request(
+  request_id text, org_id uuid, endpoint text, status_code integer,
+  api_key_id uuid default null, user_id uuid default null, latency_ms integer default null,
+  method text default 'POST'
+)
+returns jsonb
+language sql
+security definer
+set search_path = ''
+as $$
+  insert into public.api_requests (org_id, api_key_id, user_id, request_id, endpoint, method, status_code, latency_ms)
+  values (log_api_request.org_id, log_api_request.api_key_id, log_api_request.user_id, log_api_request.request_id,
+          log_api_request.endpoint, log_api_request.method, log_api_request.status_code, log_api_request.latency_ms)
+  returning jsonb_build_object('id', id);
+$$;
+revoke execute on function public.log_api_request(text, uuid, text, integer, uuid, uuid, integer, text) from public, anon, authenticated;
+grant execute on function public.log_api_request(text, uuid, text, integer, uuid, uuid, integer, text) to service_role;
