@@ -15,4 +15,6 @@ class Route:
 
 ROUTES: list[Route] = [
     Route("/api/health", "health", "health", ("GET",)),
+    Route("/v1/chat/completions", "chat", "chat", ("POST",)),
+    Route("/api/chat", "chat", "chat", ("POST",)),
 ]

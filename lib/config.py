@@ -23,6 +23,10 @@ class Settings(BaseModel):
     supabase_jwks_url: str | None = None
     openai_api_key: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
+    upstream_timeout_seconds: float = 600.0
+    upstream_connect_timeout_seconds: float = 10.0
+    # after a client disconnects mid-stream, how long to keep reading upstream for its usage
+    disconnect_drain_seconds: float = 30.0
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None
     daily_api_key: str | None = None

@@ -103,15 +103,6 @@ def _header_int(request: Request, name: str) -> int | None:
     return int(raw)
 
 
-def _optional_positive_int(body: dict, key: str, maximum: int | None = None) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (maximum and value > maximum):
-        raise ApiError(400, f"Invalid '{key}': expected an integer >= 1" + (f" and <= {maximum}" if maximum else ""), param=key)
-    return value
-
-
 def validate_body(body: Any) -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "We could not parse the JSON body of your request: expected a JSON object.")
@@ -123,11 +114,14 @@ def validate_body(body: Any) -> dict:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise ApiError(400, f"Invalid 'messages[{i}]': expected an object with a 'role'.", param=f"messages[{i}]")
-    if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise ApiError(400, "Invalid 'stream': expected a boolean.", param="stream")
-    _optional_positive_int(body, "n", 128)
-    _optional_positive_int(body, "max_tokens")
-    _optional_positive_int(body, "max_completion_tokens")
+    for key, maximum in (("n", 128), ("max_tokens", None), ("max_completion_tokens", None)):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1
+                                  or (maximum is not None and value > maximum)):
+            raise ApiError(400, f"Invalid '{key}': expected an integer >= 1" + (f" and <= {maximum}" if maximum else ""),
+                           param=key)
     return body
 
 
@@ -141,6 +135,8 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._server = None
         self._thread: threading.Thread | None = None
+        # test headers applied to every request that does not carry them itself
+        self.default_headers: dict[str, str] = {}
 
     @property
     def requests(self) -> list[dict]:
@@ -197,6 +193,8 @@ class FakeOpenAI:
             self._server = None
 
     def wsgi_app(self, environ, start_response):
+        for name, value in self.default_headers.items():
+            environ.setdefault("HTTP_" + name.upper().replace("-", "_"), value)
         request = Request(environ)
         try:
             response = self._dispatch(request)

@@ -71,7 +71,8 @@ def endpoint(name: str) -> Callable[[Handler], Handler]:
     def wrap(fn: Handler) -> Handler:
         @functools.wraps(fn)
         def handler(request: flask.Request) -> flask.Response:
-            rid = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+            # always our own id: it keys reservations and usage rows, so a client cannot pick it
+            rid = f"req_{uuid.uuid4().hex}"
             token = request_id_var.set(rid)
             start = time.perf_counter()
             try:

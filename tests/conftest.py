@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -22,10 +24,14 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory) -> str:
-    data_dir = Path(os.environ.get("TOLLBOOTH_TEST_PGDATA") or tmp_path_factory.mktemp("pg") / "data")
+def pg_admin_dsn() -> str:
+    # a private directory (not pytest's rotating basetemp, which a parallel run may prune)
+    root = Path(tempfile.mkdtemp(prefix="tollbooth-pg-"))
+    data_dir = Path(os.environ.get("TOLLBOOTH_TEST_PGDATA") or root / "data")
     dsn = embedded.start(data_dir, fresh=True, keep_running=False, database="postgres")
-    yield dsn  # the wheel stops the server when the test process exits
+    yield dsn
+    embedded.stop(data_dir)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _dsn_for(admin_dsn: str, name: str) -> str:
