@@ -15,6 +15,10 @@ class Route:
 
 ROUTES: list[Route] = [
     Route("/api/health", "health", "health", ("GET",)),
+    Route("/api/stripe/webhook", "stripe_webhook", "stripe_webhook", ("POST",)),
+    Route("/api/stripe/checkout", "stripe_checkout", "stripe_checkout", ("POST",)),
+    Route("/api/stripe/portal", "stripe_portal", "stripe_portal", ("POST",)),
+    Route("/api/stripe/sync", "stripe_sync", "stripe_sync", ("POST",)),
     Route("/v1/chat/completions", "chat", "chat", ("POST",)),
     Route("/api/chat", "chat", "chat", ("POST",)),
 ]

@@ -6,7 +6,7 @@ call) -> relay the answer.
 """
 from __future__ import annotations
 
-import json
+import time
 
 import flask
 import functions_framework
@@ -15,21 +15,23 @@ from lib.chat_metering import ChatBody, authenticate, begin
 from lib.chat_proxy import proxy
 from lib.config import get_settings
 from lib.db import get_database
-from lib.http import endpoint, make_app, parse_json, require_method
+from lib.http import endpoint, make_app, parse_json_object, require_method, validate
 from lib.log import request_id_var
 
 
 @functions_framework.http
 @endpoint("chat")
 def chat(request: flask.Request) -> flask.Response:
+    started = time.perf_counter()
     require_method(request, "POST")
     settings = get_settings()
     settings.require("openai_api_key")  # before anything is reserved
     caller = authenticate(request, settings)
-    body = parse_json(request, ChatBody)
-    raw = json.loads(request.get_data(cache=True))
+    raw = parse_json_object(request)
+    body = validate(raw, ChatBody)
     db = get_database()
-    metered = begin(db, caller, body, raw, request_id=request_id_var.get(), endpoint=request.path, request=request)
+    metered = begin(db, caller, body, raw, request_id=request_id_var.get(), endpoint=request.path, request=request,
+                    started=started)
     return proxy(db, settings, metered, request.headers.get("user-agent"))
 
 

@@ -105,7 +105,7 @@ def completion_limit(body: ChatBody) -> int | None:
 
 
 def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
-          request_id: str, endpoint: str, request: flask.Request) -> Metered:
+          request_id: str, endpoint: str, request: flask.Request, started: float | None = None) -> Metered:
     meeting_id = _uuid_header(request, "x-meeting-id")
     try:
         grant = db.rpc("begin_chat_request", {
@@ -121,7 +121,7 @@ def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
     except PaymentRequired as err:
         err.headers["x-should-retry"] = "false"
         raise
-    return Metered(request_id, endpoint, raw, grant, meeting_id, body.stream)
+    return Metered(request_id, endpoint, raw, grant, meeting_id, body.stream, started or time.perf_counter())
 
 
 def finish(db: Database, m: Metered, *, status: str, http_status: int, usage: Usage | None,

@@ -63,16 +63,13 @@ def _env_for_serve(data_dir: str) -> None:
 
 def cmd_serve(args) -> int:
     from lib import log
-    from lib.server import build_server
+    from lib.server import serve_production
 
     _env_for_serve(args.data_dir)
     log.configure(os.environ.get("LOG_LEVEL", "INFO"))
-    server = build_server(args.host, args.port)
-    print(f"serving every function on http://{args.host}:{args.port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    print(f"serving every function on http://{args.host}:{args.port} "
+          f"({args.workers} workers x {args.threads} threads)", flush=True)
+    serve_production(args.host, args.port, args.workers, args.threads)
     return 0
 
 
@@ -112,6 +109,17 @@ def cmd_admin(args) -> int:
     return 0
 
 
+def cmd_fake_openai(args) -> int:
+    from lib.fake_openai import FakeOpenAI
+
+    from lib.server import serve_wsgi
+
+    fake = FakeOpenAI(latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms)
+    print(f"fake OpenAI listening on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
+    serve_wsgi(fake.wsgi_app, args.host, args.port, workers=1, threads=32)
+    return 0
+
+
 def cmd_dev(args) -> int:
     from lib import dev
 
@@ -147,12 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="serve every function on one server")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8787)
+    sv.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 2)))
+    sv.add_argument("--threads", type=int, default=16)
     sv.set_defaults(func=cmd_serve)
 
     tk = sub.add_parser("token", help="mint a local access token for a user (local use only)")
     tk.add_argument("--email", required=True)
     tk.add_argument("--ttl", type=int, default=3600)
     tk.set_defaults(func=cmd_token)
+
+    fk = sub.add_parser("fake-openai", help="a local OpenAI-compatible upstream (development, benchmarks)")
+    fk.add_argument("--host", default="127.0.0.1")
+    fk.add_argument("--port", type=int, default=8788)
+    fk.add_argument("--latency-ms", type=int, default=0)
+    fk.add_argument("--chunk-delay-ms", type=int, default=0)
+    fk.set_defaults(func=cmd_fake_openai)
 
     ad = sub.add_parser("admin", help="platform admins").add_subparsers(dest="action", required=True)
     for action in ("grant", "revoke"):

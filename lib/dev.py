@@ -10,6 +10,8 @@ from lib.config import reset_settings
 
 DEMO_OWNER = "alice@example.com"
 DEMO_MEMBER = "bob@example.com"
+# seeded by supabase/seed.sql: 'xan_' || sha256('tollbooth-local-demo-key')
+DEMO_API_KEY = "xan_" + __import__("hashlib").sha256(b"tollbooth-local-demo-key").hexdigest()
 
 
 def run(args) -> int:
@@ -61,5 +63,26 @@ def run(args) -> int:
 
 
 def _start_side_services(args) -> list[str]:
-    """Hook for later capabilities (fake OpenAI upstream, demo API key)."""
-    return []
+    """The fake OpenAI upstream when no real key is set, and the chat examples."""
+    base = f"http://{args.host}:{args.port}"
+    lines = []
+    if not os.environ.get("OPENAI_API_KEY"):
+        from lib.fake_openai import FakeOpenAI
+
+        fake = FakeOpenAI(latency_ms=20)
+        upstream = fake.start(args.host, 0)
+        os.environ["OPENAI_BASE_URL"] = upstream
+        os.environ["OPENAI_API_KEY"] = "sk-fake-local"
+        lines.append(f"  (no OPENAI_API_KEY set: chat goes to the fake OpenAI upstream at {upstream})")
+    lines += [
+        f"  curl -s {base}/v1/chat/completions -H 'authorization: Bearer {DEMO_API_KEY}' \\",
+        "       -H 'content-type: application/json' \\",
+        "       -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"hello\"}]}'",
+        f"  curl -s {base}/v1/chat/completions -H \"authorization: Bearer $TOKEN\" \\",
+        "       -H 'content-type: application/json' \\",
+        "       -d '{\"model\": \"gpt-4o-mini\", \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'",
+        "",
+        f"Demo API key of the Acme org (seeded; local only): {DEMO_API_KEY}",
+        f"OpenAI SDK: OpenAI(base_url=\"{base}/v1\", api_key=\"{DEMO_API_KEY}\")",
+    ]
+    return lines

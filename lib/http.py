@@ -42,8 +42,8 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_json(request: flask.Request, model: type[M]) -> M:
-    """The request body as `model`, or BadRequest naming what is wrong."""
+def parse_json_object(request: flask.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or BadRequest."""
     raw = request.get_data(cache=True)
     try:
         data = json.loads(raw) if raw else None
@@ -51,10 +51,19 @@ def parse_json(request: flask.Request, model: type[M]) -> M:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
+    return data
+
+
+def validate(data: dict[str, Any], model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from exc
+
+
+def parse_json(request: flask.Request, model: type[M]) -> M:
+    """The request body as `model`, or BadRequest naming what is wrong."""
+    return validate(parse_json_object(request), model)
 
 
 def require_method(request: flask.Request, *methods: str) -> None:

@@ -33,4 +33,30 @@ def create_app() -> flask.Flask:
 
 
 def build_server(host: str, port: int) -> BaseWSGIServer:
+    """In-process threaded server (tests, `make dev`): simple, one request per connection."""
     return make_server(host, port, create_app(), threaded=True)
+
+
+def serve_production(host: str, port: int, workers: int, threads: int) -> None:
+    """Pre-forked gunicorn workers with thread pools and keep-alive (`tollbooth serve`)."""
+    serve_wsgi(create_app, host, port, workers=workers, threads=threads)
+
+
+def serve_wsgi(app_or_factory, host: str, port: int, *, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("keepalive", 30)
+            self.cfg.set("timeout", 0)  # streams may run long; upstream timeouts bound them
+            self.cfg.set("accesslog", None)
+            self.cfg.set("loglevel", "warning")
+
+        def load(self):
+            return app_or_factory() if app_or_factory is create_app else app_or_factory
+
+    Server().run()

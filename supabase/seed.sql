@@ -30,3 +30,12 @@ insert into public.projects (id, org_id, name, description, created_by)
 values ('00000000-0000-4000-8000-0000000000f1', '00000000-0000-4000-8000-00000000ac3e', 'Website chat',
         'Support bot on the marketing site', '00000000-0000-4000-8000-00000000a11c')
 on conflict (id) do nothing;
+
+-- A demo API key for the Acme org, printed by `make dev`. Its value is public
+-- ('xan_' || sha256 of a fixed phrase): local use only.
+insert into public.api_keys (id, org_id, created_by, name, description, prefix, key_hash)
+select '00000000-0000-4000-8000-0000000000ce', '00000000-0000-4000-8000-00000000ac3e',
+       '00000000-0000-4000-8000-00000000a11c', 'Local demo key', 'Seeded for make dev',
+       'xan_' || left(k, 8), pg_catalog.sha256(convert_to('xan_' || k, 'UTF8'))
+from (select encode(pg_catalog.sha256(convert_to('tollbooth-local-demo-key', 'UTF8')), 'hex') as k) s
+on conflict (id) do nothing;

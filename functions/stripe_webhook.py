@@ -1,0 +1,33 @@
+"""POST /api/stripe/webhook: Stripe's events, verified (Stripe-Signature over the raw
+body), parsed, and applied in one SQL transaction. Duplicates answer 200 and change
+nothing; an event that fails answers 500 with nothing changed, so Stripe retries it.
+With STRIPE_SECRET_KEY set, a subscription is re-fetched so it is stored as it is now."""
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from lib import stripe_api
+from lib.config import get_settings
+from lib.db import get_database
+from lib.http import endpoint, json_response, make_app, require_method
+from lib.stripe_events import apply_event, parse_event
+from lib.stripe_signature import verify
+
+
+@functions_framework.http
+@endpoint("stripe_webhook")
+def stripe_webhook(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    settings = get_settings()
+    raw = request.get_data(cache=True)
+    verify(raw, request.headers.get("Stripe-Signature"), settings.require("stripe_webhook_secret"))
+    event = parse_event(raw)
+    fetch = None
+    if settings.stripe_secret_key:
+        client = stripe_api.make_client(settings)
+        fetch = lambda sub_id: stripe_api.retrieve_subscription(client, sub_id)  # noqa: E731
+    return json_response(apply_event(get_database(), event, fetch_subscription=fetch))
+
+
+app = make_app(stripe_webhook)
