@@ -135,6 +135,7 @@ create table public.credit_reservations (
 );
 create index credit_reservations_org_id_idx on public.credit_reservations (org_id);
 create index credit_reservations_open_idx on public.credit_reservations (expires_at) where status = 'open';
+create index credit_reservations_org_open_idx on public.credit_reservations (org_id, expires_at) where status = 'open';
 alter table public.credit_reservations enable row level security;
 revoke all on public.credit_reservations from anon, authenticated;
 
@@ -388,6 +389,7 @@ begin
   end if;
   perform private.ensure_current_period(org);
   perform private.lock_account(org);
+  perform private.release_expired_reservations(org);
   if exists (select 1 from public.credit_reservations r where r.request_id = reserve_credits.request_id) then
     raise exception 'request id % was already used', request_id using errcode = 'PT409';
   end if;
@@ -474,6 +476,34 @@ begin
   update public.credit_accounts a set reserved = a.reserved - r.amount where a.org_id = r.org_id;
   new_balance := private.post_ledger(r.org_id, 'release', r.amount, null, r.request_id, reason);
   return jsonb_build_object('org_id', r.org_id, 'status', 'released', 'remaining', new_balance, 'replayed', false);
+end;
+$$;
+
+/**
+ * Releases this organization's reservations that outlived their ttl (a function that
+ * crashed between reserve and settle), so a crash never strands credits even when no
+ * cron runs. Called by reserve_credits with the account already locked.
+ */
+create or replace function private.release_expired_reservations(org uuid)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  rid text;
+  released integer := 0;
+begin
+  for rid in
+    select r.request_id from public.credit_reservations r
+    where r.org_id = org and r.status = 'open' and r.expires_at <= now()
+    order by r.expires_at
+    limit 100
+  loop
+    perform private.release_credits(rid, 'stale reservation released');
+    released := released + 1;
+  end loop;
+  return released;
 end;
 $$;
 

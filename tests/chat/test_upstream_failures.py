@@ -117,3 +117,17 @@ def test_client_disconnect_keeps_reading_upstream_for_usage(stack):
     assert row["estimated"] is False and row["completion_tokens"] == 16, "usage read from upstream after the client left"
     assert stack.balance(org) == before - row["credits"]
     stack.assert_ledger_consistent(org)
+
+
+def test_a_crashed_request_is_released_on_the_next_reservation(stack):
+    """A reservation never settled (the function died) expires and is released."""
+    org, key, before = _setup(stack)
+    stack.sql.execute("select public.reserve_credits(org_id := %s, request_id := 'crashed-1', amount := 5, ttl_seconds := 0)", (org,))
+    assert stack.balance(org) == before - 5
+    r = stack.post(token=key, json=chat_body(max_tokens=2))
+    assert r.status_code == 200
+    status = stack.sql.execute("select status from credit_reservations where request_id = 'crashed-1'").fetchone()[0]
+    assert status == "released", "stale hold released by the next reservation, no cron needed"
+    charged = stack.usage(org)[0]["credits"]
+    assert stack.balance(org) == before - charged
+    stack.assert_ledger_consistent(org)
