@@ -108,3 +108,31 @@ def raises_sqlstate(sqlstate: str, match: str | None = None):
             assert match.lower() in str(exc).lower(), f"expected {match!r} in {exc}"
         return
     raise AssertionError(f"expected SQLSTATE {sqlstate}, but the statement succeeded")
+
+
+BAN_KINDS = ("role", "inactive", "banned_until")
+
+
+def ban(conn: psycopg.Connection, person: Person, how: str = "role") -> None:
+    """Shut a user out one of the three ways the schema knows (as superuser):
+    profiles.role = 'banned', profiles.is_active = false, or auth.users.banned_until ahead."""
+    if how == "role":
+        conn.execute("update public.profiles set role = 'banned' where id = %s", (person.id,))
+    elif how == "inactive":
+        conn.execute("update public.profiles set is_active = false where id = %s", (person.id,))
+    elif how == "banned_until":
+        conn.execute("update auth.users set banned_until = now() + interval '1 day' where id = %s", (person.id,))
+    else:
+        raise ValueError(f"unknown ban kind {how!r}; expected one of {BAN_KINDS}")
+
+
+def snapshot(conn: psycopg.Connection, *tables: str) -> dict[str, list[str]]:
+    """Every row of these tables as the superuser sees them (row text, sorted), so a test
+    can assert that a refused request changed nothing."""
+    return {t: [r[0] for r in conn.execute(f"select x::text from {t} x order by 1").fetchall()] for t in tables}
+
+
+def scalar(conn: psycopg.Connection, sql: str, params=None):
+    """The first column of the first row, read as superuser (None when there is no row)."""
+    row = conn.execute(sql, params).fetchone()
+    return row[0] if row else None

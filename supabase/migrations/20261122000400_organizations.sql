@@ -189,7 +189,8 @@ $$;
  * An organization always keeps an owner: refuses a change to organization_members that
  * leaves an existing organization without one. Skipped while the organization itself
  * or the departing user is being deleted (cascades); deleting a user hands ownership
- * over first (see private.handle_deleted_user).
+ * over first (see private.handle_deleted_user). The organization row is locked before
+ * counting owners, so two owners leaving or demoting each other at once cannot both pass.
  */
 create or replace function private.ensure_org_keeps_owner()
 returns trigger
@@ -204,7 +205,8 @@ begin
   if tg_op = 'UPDATE' and new.role = 'owner' then
     return null;
   end if;
-  if not exists (select 1 from public.organizations o where o.id = old.org_id) then
+  perform 1 from public.organizations o where o.id = old.org_id for no key update;
+  if not found then
     return null;
   end if;
   if tg_op = 'DELETE' and not exists (select 1 from auth.users u where u.id = old.user_id) then
@@ -226,6 +228,8 @@ create trigger organization_members_keep_owner
 /**
  * Sign-up: creates the profile, the personal organization (free plan) and its owner
  * membership for every new auth user. Fires for OAuth, magic link and password alike.
+ * The metadata is user-supplied, so it is fitted to the columns rather than allowed to
+ * fail the sign-up: the name is cut to 200 characters, an over-long avatar URL dropped.
  */
 create or replace function private.handle_new_user()
 returns trigger
@@ -234,17 +238,19 @@ security definer
 set search_path = ''
 as $$
 declare
-  display_name text := nullif(btrim(coalesce(
-    new.raw_user_meta_data ->> 'full_name', new.raw_user_meta_data ->> 'name', '')), '');
+  display_name text := left(coalesce(
+    nullif(btrim(new.raw_user_meta_data ->> 'full_name'), ''),
+    nullif(btrim(new.raw_user_meta_data ->> 'name'), '')), 200);
+  avatar text := coalesce(new.raw_user_meta_data ->> 'avatar_url', new.raw_user_meta_data ->> 'picture');
   new_org_id uuid;
 begin
   insert into public.profiles (id, email, full_name, avatar_url, last_sign_in_at)
   values (new.id, new.email, display_name,
-          coalesce(new.raw_user_meta_data ->> 'avatar_url', new.raw_user_meta_data ->> 'picture'),
+          case when char_length(avatar) <= 2000 then avatar end,
           new.last_sign_in_at);
 
   insert into public.organizations (name, slug, personal, personal_owner_id, plan_id, created_by)
-  values (left(coalesce(display_name, split_part(new.email, '@', 1), 'Personal'), 100),
+  values (left(coalesce(display_name, nullif(split_part(new.email, '@', 1), ''), 'Personal'), 100),
           'personal-' || replace(new.id::text, '-', ''), true, new.id, 'free', new.id)
   returning id into new_org_id;
 
@@ -285,7 +291,9 @@ create trigger on_auth_user_updated
  * Before a user is deleted, every team organization they solely own is handed to its
  * longest-standing admin. With no admin to take over, the delete fails with a clear
  * error: transfer ownership or delete the organization first. Their personal
- * organization, profile and memberships then go with them by cascade.
+ * organization, profile and memberships then go with them by cascade. The organizations
+ * are locked before their owners are counted, as in private.ensure_org_keeps_owner, so a
+ * co-owner leaving at the same moment is seen.
  */
 create or replace function private.handle_deleted_user()
 returns trigger
@@ -297,6 +305,12 @@ declare
   org record;
   heir uuid;
 begin
+  perform 1 from public.organizations o
+  join public.organization_members m on m.org_id = o.id
+  where m.user_id = old.id and m.role = 'owner' and not o.personal
+  order by o.id
+  for no key update of o;
+
   for org in
     select o.id, o.name from public.organizations o
     join public.organization_members m on m.org_id = o.id
