@@ -289,7 +289,7 @@ create trigger on_auth_user_updated
 
 /**
  * Before a user is deleted, every team organization they solely own is handed to its
- * longest-standing admin. With no admin to take over, the delete fails with a clear
+ * longest-standing active admin (never a banned or inactive one). With no admin to take over, the delete fails with a clear
  * error: transfer ownership or delete the organization first. Their personal
  * organization, profile and memberships then go with them by cascade. The organizations
  * are locked before their owners are counted, as in private.ensure_org_keeps_owner, so a
@@ -319,7 +319,11 @@ begin
                       where x.org_id = o.id and x.role = 'owner' and x.user_id <> old.id)
   loop
     select m.user_id into heir from public.organization_members m
+    join public.profiles p on p.id = m.user_id
+    join auth.users u on u.id = m.user_id
     where m.org_id = org.id and m.role = 'admin'
+      and p.role <> 'banned' and p.is_active
+      and (u.banned_until is null or u.banned_until <= now()) and u.deleted_at is null
     order by m.created_at, m.user_id
     limit 1;
     if heir is null then

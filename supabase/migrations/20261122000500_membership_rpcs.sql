@@ -223,3 +223,25 @@ begin
 end;
 $$;
 grant execute on function public.leave_organization(uuid) to authenticated, service_role;
+
+/**
+ * Owners delete a team organization and everything in it (a personal organization goes
+ * only with its user). This is how a lone owner without an admin clears the way to
+ * deleting their account.
+ */
+create or replace function public.delete_organization(org_id uuid)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  caller_role public.member_role := private.require_member_role(delete_organization.org_id, 'owner');
+begin
+  if (select o.personal from public.organizations o where o.id = delete_organization.org_id) then
+    raise exception 'a personal organization is deleted only with its user' using errcode = 'PT400';
+  end if;
+  delete from public.organizations o where o.id = delete_organization.org_id;
+end;
+$$;
+grant execute on function public.delete_organization(uuid) to authenticated, service_role;

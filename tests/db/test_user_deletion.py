@@ -143,3 +143,36 @@ def test_co_owner_cannot_leave_while_the_other_owner_is_deleted(co_owned):
     with psycopg.connect(dsn) as c:
         assert role_in(c, team, b) == "owner", "the co-owner is still its owner"
         assert role_in(c, team, heir) == "admin", "and nobody needed promoting"
+
+
+def test_a_banned_admin_never_inherits(conn, cast):
+    """Only an active admin takes over; the banned admin who joined first is passed over."""
+    set_joined(conn, cast.team, cast.banned, "2020-01-01")
+    set_joined(conn, cast.team, cast.admin, "2026-01-01")
+    delete_user(conn, cast.owner)
+    assert role_in(conn, cast.team, cast.admin) == "owner", "the active admin inherits"
+    assert role_in(conn, cast.team, cast.banned) == "admin", "the banned admin stays admin"
+
+
+def test_lone_owner_deletes_the_team_then_their_account(conn):
+    owner = make_user(conn, "solo-owner")
+    team = make_team(conn, owner, slug="solo-team")
+    with raises_sqlstate("PT409", "transfer ownership"):
+        with conn.transaction():
+            delete_user(conn, owner)
+    as_user(conn, owner)("select public.delete_organization(org_id := %s)", (team,))
+    assert scalar(conn, "select count(*) from public.organizations where id = %s", (team,)) == 0, "team deleted"
+    delete_user(conn, owner)
+    assert scalar(conn, "select count(*) from public.profiles where id = %s", (owner.id,)) == 0, "then the account goes"
+
+
+def test_delete_organization_rules(conn, cast):
+    before = snapshot(conn, *TABLES)
+    for person in (cast.admin, cast.member, cast.outsider):
+        with raises_sqlstate("42501"):
+            as_user(conn, person)("select public.delete_organization(org_id := %s)", (cast.team,))
+    with raises_sqlstate("PT400", "personal"):
+        as_user(conn, cast.owner)("select public.delete_organization(org_id := %s)", (personal_org(conn, cast.owner),))
+    with raises_sqlstate("PT404"):
+        as_user(conn, cast.owner)("select public.delete_organization(org_id := gen_random_uuid())")
+    assert snapshot(conn, *TABLES) == before, "refusals changed nothing"
