@@ -121,6 +121,28 @@ create trigger credit_ledger_append_only before update on public.credit_ledger
   for each row execute function private.forbid_ledger_rewrite();
 
 /**
+ * Ledger rows leave only with their organization (the cascade runs after the
+ * organization row is gone); any other delete is refused.
+ */
+create or replace function private.forbid_ledger_delete()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if exists (select 1 from public.organizations o where o.id = old.org_id) then
+    raise exception 'credit_ledger is append-only' using errcode = '42501';
+  end if;
+  return old;
+end;
+$$;
+create trigger credit_ledger_no_delete before delete on public.credit_ledger
+  for each row execute function private.forbid_ledger_delete();
+create trigger credit_ledger_no_truncate before truncate on public.credit_ledger
+  for each statement execute function private.forbid_ledger_rewrite();
+
+/**
  * The worst-case hold of one request, settled or released exactly once (by request_id).
  */
 create table public.credit_reservations (
@@ -226,9 +248,13 @@ begin
   end if;
   perform private.lock_account(org);
   if external_id is not null then
-    select g.id into new_id from public.credit_grants g where g.external_id = grant_credits.external_id;
+    select g.id into new_id from public.credit_grants g
+    where g.external_id = grant_credits.external_id and g.org_id = grant_credits.org;
     if new_id is not null then
       return new_id;
+    end if;
+    if exists (select 1 from public.credit_grants g where g.external_id = grant_credits.external_id) then
+      raise exception 'grant % belongs to another organization', external_id using errcode = 'PT409';
     end if;
   end if;
   insert into public.credit_grants (org_id, kind, amount, remaining, expires_at, external_id, description)
@@ -291,8 +317,17 @@ begin
     raise exception 'unknown plan %', plan using errcode = 'PT400';
   end if;
   perform private.lock_account(org);
-  if exists (select 1 from public.credit_grants g where g.external_id = ext) then
-    return (select g.id from public.credit_grants g where g.external_id = ext);
+  select g.id into new_grant from public.credit_grants g where g.external_id = ext;
+  if new_grant is not null then
+    -- this plan's allowance for this period was granted already (maybe the org switched
+    -- away and back): no second allowance, but no other plan's credits stay live either
+    for old_grant in
+      select g.id from public.credit_grants g
+      where g.org_id = org and g.kind = 'plan' and g.expired_at is null and g.id <> new_grant
+    loop
+      perform private.expire_grant(old_grant, coalesce(reason, 'plan changed'));
+    end loop;
+    return new_grant;
   end if;
   for old_grant in
     select g.id from public.credit_grants g
@@ -352,16 +387,47 @@ declare
   g record;
   take bigint;
 begin
+  -- credits of an expired grant that were held by a reservation at expiry go first
   for g in
     select x.id, x.remaining from public.credit_grants x
-    where x.org_id = org and x.remaining > 0 and x.expired_at is null
-    order by x.expires_at nulls last, x.id
+    where x.org_id = org and x.remaining > 0
+    order by (x.expired_at is null), x.expires_at nulls last, x.id
     for update
   loop
     exit when left_to_take <= 0;
     take := least(g.remaining, left_to_take);
     update public.credit_grants set remaining = remaining - take where id = g.id;
     left_to_take := left_to_take - take;
+  end loop;
+end;
+$$;
+
+/**
+ * A grant that expired while part of it was held by reservations keeps that part until
+ * the holds close; then whatever of it came back to the balance expires too.
+ */
+create or replace function private.expire_leftovers(org uuid)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  g record;
+  gone bigint;
+  available bigint;
+begin
+  for g in
+    select x.id, x.remaining from public.credit_grants x
+    where x.org_id = org and x.expired_at is not null and x.remaining > 0
+    order by x.id
+    for update
+  loop
+    select a.balance into available from public.credit_accounts a where a.org_id = org;
+    gone := least(g.remaining, available);
+    exit when gone <= 0;
+    update public.credit_grants set remaining = remaining - gone where id = g.id;
+    perform private.post_ledger(org, 'expiry', -gone, g.id, null, 'expired grant: held credits returned');
   end loop;
 end;
 $$;
@@ -442,6 +508,8 @@ begin
   new_balance := private.post_ledger(r.org_id, 'settlement', r.amount - final_charge, null, r.request_id,
     case when final_charge < charge then 'charge capped at the available balance; uncollected ' || (charge - final_charge) end);
   perform private.consume_grants(r.org_id, final_charge);
+  perform private.expire_leftovers(r.org_id);
+  select a.balance into new_balance from public.credit_accounts a where a.org_id = r.org_id;
   return jsonb_build_object('org_id', r.org_id, 'charged', final_charge, 'status', 'settled',
                             'remaining', new_balance, 'uncollected', charge - final_charge, 'replayed', false);
 end;
@@ -474,7 +542,9 @@ begin
   update public.credit_reservations x set status = 'released', charged = 0, closed_at = now()
   where x.request_id = r.request_id;
   update public.credit_accounts a set reserved = a.reserved - r.amount where a.org_id = r.org_id;
-  new_balance := private.post_ledger(r.org_id, 'release', r.amount, null, r.request_id, reason);
+  perform private.post_ledger(r.org_id, 'release', r.amount, null, r.request_id, reason);
+  perform private.expire_leftovers(r.org_id);
+  select a.balance into new_balance from public.credit_accounts a where a.org_id = r.org_id;
   return jsonb_build_object('org_id', r.org_id, 'status', 'released', 'remaining', new_balance, 'replayed', false);
 end;
 $$;
@@ -563,6 +633,9 @@ declare
   gid bigint;
   expired integer := 0;
 begin
+  -- one run at a time: a run locks many organizations' accounts, so two overlapping
+  -- runs could take them in opposite orders
+  perform pg_advisory_xact_lock(hashtext('public.release_stale_reservations'));
   for rid in
     select r.request_id from public.credit_reservations r
     where r.status = 'open' and r.expires_at <= now() - make_interval(secs => older_than_seconds)

@@ -22,7 +22,8 @@ create table public.model_prices (
   updated_at timestamptz not null default now()
 );
 alter table public.model_prices enable row level security;
-revoke insert, update, delete, truncate, references, trigger on public.model_prices from anon, authenticated;
+revoke all on public.model_prices from anon, authenticated;
+grant select on public.model_prices to anon, authenticated;
 create trigger model_prices_set_updated_at before update on public.model_prices
   for each row execute function private.set_updated_at();
 
@@ -405,7 +406,7 @@ begin
     prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
     cost_usd, credits, request_id, upstream_id, status, estimated, stream, latency_ms, metadata)
   values (
-    finish_chat_request.org_id, finish_chat_request.user_id, finish_chat_request.api_key_id,
+    (result ->> 'org_id')::uuid, finish_chat_request.user_id, finish_chat_request.api_key_id,
     finish_chat_request.project_id, finish_chat_request.meeting_id, 'chat', finish_chat_request.model,
     coalesce(finish_chat_request.prompt_tokens, 0), coalesce(finish_chat_request.completion_tokens, 0),
     coalesce(finish_chat_request.prompt_tokens, 0) + coalesce(finish_chat_request.completion_tokens, 0),
@@ -419,7 +420,7 @@ begin
               then jsonb_build_object('uncollected_credits', (result ->> 'uncollected')::bigint) else '{}'::jsonb end);
 
   insert into public.api_requests (org_id, api_key_id, user_id, request_id, endpoint, method, status_code, latency_ms)
-  values (finish_chat_request.org_id, finish_chat_request.api_key_id, finish_chat_request.user_id,
+  values ((result ->> 'org_id')::uuid, finish_chat_request.api_key_id, finish_chat_request.user_id,
           finish_chat_request.request_id, finish_chat_request.endpoint, finish_chat_request.method,
           finish_chat_request.http_status, finish_chat_request.latency_ms);
 
