@@ -29,12 +29,12 @@ def test_valid_hs256_token():
 @pytest.mark.parametrize("token,reason", [
     ("not-a-jwt", "malformed"),
     (jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) - 3600}, SECRET), "expired"),
-    (jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 60}, "wrong-secret-wrong-secret-wrong-secret"), "invalid"),
-    (jwt.encode({"sub": str(UID), "role": "anon", "aud": "authenticated", "exp": int(time.time()) + 60}, SECRET), "not a signed-in"),
-    (jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "other", "exp": int(time.time()) + 60}, SECRET), "invalid"),
-    (jwt.encode({"sub": "not-a-uuid", "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 60}, SECRET), "subject"),
-    (jwt.encode({"role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 60}, SECRET), "invalid"),
-    (jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 60}, None, algorithm="none"), "unsupported"),
+    (jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 86400}, "wrong-secret-wrong-secret-wrong-secret"), "invalid"),
+    (jwt.encode({"sub": str(UID), "role": "anon", "aud": "authenticated", "exp": int(time.time()) + 86400}, SECRET), "not a signed-in"),
+    (jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "other", "exp": int(time.time()) + 86400}, SECRET), "invalid"),
+    (jwt.encode({"sub": "not-a-uuid", "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 86400}, SECRET), "subject"),
+    (jwt.encode({"role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 86400}, SECRET), "invalid"),
+    (jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 86400}, None, algorithm="none"), "unsupported"),
 ])
 def test_bad_tokens_are_401(token, reason):
     with pytest.raises(Unauthorized) as err:
@@ -53,7 +53,7 @@ def test_es256_token_verified_with_jwks():
     key = ec.generate_private_key(ec.SECP256R1())
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
     jwk.update({"kid": "k1", "use": "sig", "alg": "ES256"})
-    token = jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 60},
+    token = jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 86400},
                        key, algorithm="ES256", headers={"kid": "k1"})
     # PyJWKClient fetches with urllib (not httpx): serve the JWKS on 127.0.0.1
     import threading
@@ -78,7 +78,7 @@ def test_es256_token_verified_with_jwks():
         claims = verify_access_token(token, Settings(supabase_jwks_url=url))
         assert claims.user_id == UID
         other = jwt.encode({"sub": str(UID), "role": "authenticated", "aud": "authenticated",
-                            "exp": int(time.time()) + 60}, ec.generate_private_key(ec.SECP256R1()),
+                            "exp": int(time.time()) + 86400}, ec.generate_private_key(ec.SECP256R1()),
                            algorithm="ES256", headers={"kid": "k1"})
         with pytest.raises(Unauthorized):
             verify_access_token(other, Settings(supabase_jwks_url=url))
