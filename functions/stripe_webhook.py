@@ -4,6 +4,8 @@ nothing; an event that fails answers 500 with nothing changed, so Stripe retries
 With STRIPE_SECRET_KEY set, a subscription is re-fetched so it is stored as it is now."""
 from __future__ import annotations
 
+import functools
+
 import flask
 import functions_framework
 
@@ -23,10 +25,8 @@ def stripe_webhook(request: flask.Request) -> flask.Response:
     raw = request.get_data(cache=True)
     verify(raw, request.headers.get("Stripe-Signature"), settings.require("stripe_webhook_secret"))
     event = parse_event(raw)
-    fetch = None
-    if settings.stripe_secret_key:
-        client = stripe_api.make_client(settings)
-        fetch = lambda sub_id: stripe_api.retrieve_subscription(client, sub_id)  # noqa: E731
+    fetch = (functools.partial(stripe_api.retrieve_subscription, stripe_api.make_client(settings))
+             if settings.stripe_secret_key else None)
     return json_response(apply_event(get_database(), event, fetch_subscription=fetch))
 
 

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from lib import stripe_cli
 from lib.config import DEFAULT_DATA_DIR, reset_settings
 
 LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     fk.add_argument("--latency-ms", type=int, default=0)
     fk.add_argument("--chunk-delay-ms", type=int, default=0)
     fk.set_defaults(func=cmd_fake_openai)
+
+    stripe_cli.register(sub)
 
     ad = sub.add_parser("admin", help="platform admins").add_subparsers(dest="action", required=True)
     for action in ("grant", "revoke"):

@@ -39,7 +39,7 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
-    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    return obj.to_dict(for_json=True) if hasattr(obj, "to_dict") else dict(obj)
 
 
 def retrieve_subscription(client: stripe.StripeClient, subscription_id: str) -> dict[str, Any]:

@@ -36,8 +36,9 @@ def parse_date(value: str) -> int:
     return int(when.timestamp())
 
 
-def backfill(db: Any, client: Any, *, since: int | None = None, out: TextIO = sys.stderr) -> dict[str, int]:
+def backfill(db: Any, client: Any, *, since: int | None = None, out: TextIO | None = None) -> dict[str, int]:
     """Every object of every resource, stored page by page. Returns counts per kind."""
+    out = out or sys.stderr
     from lib.stripe_api import list_pages
     from lib.stripe_events import sync_objects
 

@@ -36,11 +36,11 @@ create trigger profiles_set_updated_at before update on public.profiles
 -- Section - private helpers
 
 /**
- * True when the signed-in caller may use the product at all: a profile that is not
- * banned, is active, and whose auth user is neither banned (banned_until) nor deleted.
- * Every policy and RPC goes through this, so a ban takes effect everywhere at once.
+ * True when user `uid` may use the product at all: a profile that is not banned, is
+ * active, and whose auth user is neither banned (banned_until) nor deleted. Every
+ * policy, RPC and the chat proxy go through this, so a ban takes effect everywhere.
  */
-create or replace function private.is_active_user()
+create or replace function private.is_user_active(uid uuid)
 returns boolean
 language sql stable
 security definer
@@ -50,12 +50,25 @@ as $$
     select 1
     from public.profiles p
     join auth.users u on u.id = p.id
-    where p.id = auth.uid()
+    where p.id = is_user_active.uid
       and p.role <> 'banned'
       and p.is_active
       and (u.banned_until is null or u.banned_until <= now())
       and u.deleted_at is null
   );
+$$;
+grant execute on function private.is_user_active(uuid) to authenticated, service_role;
+
+/**
+ * True when the signed-in caller is an active user (see private.is_user_active).
+ */
+create or replace function private.is_active_user()
+returns boolean
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select private.is_user_active(auth.uid());
 $$;
 grant execute on function private.is_active_user() to authenticated, service_role;
 

@@ -146,28 +146,48 @@ $$;
 grant execute on function private.is_member(uuid, public.member_role) to authenticated, service_role;
 
 /**
- * The caller's role in `org`, or 403 when they are not an active member.
+ * The role of user `uid` in `org`, or an error: 401 no user, 403 banned/inactive or
+ * below `min_role`, 404 no such organization. Service-role code that acts for a
+ * verified user (checkout, billing portal) calls this with the user's id.
  */
-create or replace function private.require_member_role(org uuid, min_role public.member_role)
+create or replace function private.require_role_of(org uuid, uid uuid, min_role public.member_role)
 returns public.member_role
 language plpgsql stable
 security definer
 set search_path = ''
 as $$
 declare
-  caller uuid := private.require_active_user();
-  caller_role public.member_role;
+  found_role public.member_role;
 begin
-  if not exists (select 1 from public.organizations o where o.id = require_member_role.org) then
+  if uid is null then
+    raise exception 'not signed in' using errcode = 'PT401';
+  end if;
+  if not private.is_user_active(uid) then
+    raise exception 'this account is banned or inactive' using errcode = '42501';
+  end if;
+  if not exists (select 1 from public.organizations o where o.id = require_role_of.org) then
     raise exception 'organization % not found', org using errcode = 'PT404';
   end if;
-  select m.role into caller_role from public.organization_members m
-  where m.org_id = require_member_role.org and m.user_id = caller;
-  if caller_role is null or caller_role < min_role then
+  select m.role into found_role from public.organization_members m
+  where m.org_id = require_role_of.org and m.user_id = require_role_of.uid;
+  if found_role is null or found_role < min_role then
     raise exception 'this needs the % role in the organization', min_role using errcode = '42501';
   end if;
-  return caller_role;
+  return found_role;
 end;
+$$;
+grant execute on function private.require_role_of(uuid, uuid, public.member_role) to service_role;
+
+/**
+ * The signed-in caller's role in `org` (see private.require_role_of).
+ */
+create or replace function private.require_member_role(org uuid, min_role public.member_role)
+returns public.member_role
+language sql stable
+security definer
+set search_path = ''
+as $$
+  select private.require_role_of(require_member_role.org, auth.uid(), require_member_role.min_role);
 $$;
 grant execute on function private.require_member_role(uuid, public.member_role) to authenticated, service_role;
 
@@ -319,11 +339,7 @@ begin
                       where x.org_id = o.id and x.role = 'owner' and x.user_id <> old.id)
   loop
     select m.user_id into heir from public.organization_members m
-    join public.profiles p on p.id = m.user_id
-    join auth.users u on u.id = m.user_id
-    where m.org_id = org.id and m.role = 'admin'
-      and p.role <> 'banned' and p.is_active
-      and (u.banned_until is null or u.banned_until <= now()) and u.deleted_at is null
+    where m.org_id = org.id and m.role = 'admin' and private.is_user_active(m.user_id)
     order by m.created_at, m.user_id
     limit 1;
     if heir is null then

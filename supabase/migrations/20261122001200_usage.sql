@@ -277,19 +277,12 @@ begin
     org := k.org_id;
     if not exists (
       select 1 from public.organization_members m
-      join public.profiles p on p.id = m.user_id
-      join auth.users u on u.id = m.user_id
-      where m.org_id = org and m.role = 'owner' and p.role <> 'banned' and p.is_active
-        and (u.banned_until is null or u.banned_until <= now()) and u.deleted_at is null
+      where m.org_id = org and m.role = 'owner' and private.is_user_active(m.user_id)
     ) then
       raise exception 'API key belongs to an organization whose owner is banned or inactive' using errcode = 'PT401';
     end if;
   elsif caller is not null then
-    if not exists (
-      select 1 from public.profiles p join auth.users u on u.id = p.id
-      where p.id = caller and p.role <> 'banned' and p.is_active
-        and (u.banned_until is null or u.banned_until <= now()) and u.deleted_at is null
-    ) then
+    if not private.is_user_active(caller) then
       raise exception 'this account is banned or inactive' using errcode = '42501';
     end if;
     if begin_chat_request.org_id is null then

@@ -1,0 +1,2 @@
+# Vercel entry point: /api/stripe/checkout
+from functions.stripe_checkout import app  # noqa: F401

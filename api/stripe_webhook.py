@@ -1,0 +1,2 @@
+# Vercel entry point: /api/stripe/webhook
+from functions.stripe_webhook import app  # noqa: F401
