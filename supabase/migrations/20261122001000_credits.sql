@@ -177,12 +177,30 @@ grant select on public.credit_balances to authenticated;
 -- Section - private helpers (the only writers)
 
 /**
- * Appends a ledger row for `delta` against an already locked account and moves the
- * balance. Raises rather than letting the balance go below zero.
+ * Appends one ledger row (the account row is already locked and updated).
+ */
+create or replace function private.append_ledger(
+  org uuid, kind public.credit_entry_kind, delta bigint, balance_after bigint,
+  grant_id bigint default null, request_id text default null, description text default null
+)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  insert into public.credit_ledger (org_id, kind, amount, balance_after, grant_id, request_id, description)
+  values (append_ledger.org, append_ledger.kind, append_ledger.delta, append_ledger.balance_after,
+          append_ledger.grant_id, append_ledger.request_id, append_ledger.description);
+$$;
+
+/**
+ * Moves the balance of an already locked account by `delta` (and what is held by
+ * `reserved_delta`) in one update, and appends the ledger row. The balance check
+ * constraint refuses anything that would take it below zero.
  */
 create or replace function private.post_ledger(
   org uuid, kind public.credit_entry_kind, delta bigint, grant_id bigint default null,
-  request_id text default null, description text default null
+  request_id text default null, description text default null, reserved_delta bigint default 0
 )
 returns bigint
 language plpgsql
@@ -193,14 +211,14 @@ declare
   new_balance bigint;
 begin
   update public.credit_accounts a
-  set balance = a.balance + post_ledger.delta, updated_at = now()
+  set balance = a.balance + post_ledger.delta, reserved = a.reserved + post_ledger.reserved_delta,
+      updated_at = now()
   where a.org_id = post_ledger.org
   returning a.balance into new_balance;
   if new_balance is null then
     raise exception 'organization % has no credit account', org using errcode = 'PT404';
   end if;
-  insert into public.credit_ledger (org_id, kind, amount, balance_after, grant_id, request_id, description)
-  values (org, kind, delta, new_balance, grant_id, request_id, description);
+  perform private.append_ledger(org, kind, delta, new_balance, grant_id, request_id, description);
   return new_balance;
 end;
 $$;
@@ -447,28 +465,60 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  new_balance bigint;
 begin
   if amount is null or amount < 0 then
     raise exception 'a reservation must be zero or more credits' using errcode = 'PT400';
   end if;
+  perform private.prepare_account(org);
+  return private.hold_credits(org, request_id, amount, ttl_seconds);
+end;
+$$;
+
+/**
+ * The first step of every reservation: the current plan period, the account row
+ * locked, and holds of crashed requests released.
+ */
+create or replace function private.prepare_account(org uuid)
+returns public.credit_accounts
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
   perform private.ensure_current_period(org);
   perform private.lock_account(org);
   perform private.release_expired_reservations(org);
-  if exists (select 1 from public.credit_reservations r where r.request_id = reserve_credits.request_id) then
+  return (select a from public.credit_accounts a where a.org_id = prepare_account.org);
+end;
+$$;
+
+/**
+ * Holds `amount` on a prepared (locked) account: one conditional update, so the
+ * balance never goes below zero. PT409 for a reused request id, PT402 when short.
+ */
+create or replace function private.hold_credits(org uuid, request_id text, amount bigint, ttl_seconds integer)
+returns bigint
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  new_balance bigint;
+begin
+  if exists (select 1 from public.credit_reservations r where r.request_id = hold_credits.request_id) then
     raise exception 'request id % was already used', request_id using errcode = 'PT409';
   end if;
   update public.credit_accounts a
-  set reserved = a.reserved + amount
-  where a.org_id = org and a.balance >= amount;
-  if not found then
+  set balance = a.balance - hold_credits.amount, reserved = a.reserved + hold_credits.amount, updated_at = now()
+  where a.org_id = hold_credits.org and a.balance >= hold_credits.amount
+  returning a.balance into new_balance;
+  if new_balance is null then
     raise exception 'insufficient credits: this request may cost up to % credits', amount
       using errcode = 'PT402';
   end if;
   insert into public.credit_reservations (request_id, org_id, amount, expires_at)
   values (request_id, org, amount, now() + make_interval(secs => ttl_seconds));
-  new_balance := private.post_ledger(org, 'reservation', -amount, null, request_id, null);
+  perform private.append_ledger(org, 'reservation', -amount, new_balance, null, request_id, null);
   return new_balance;
 end;
 $$;
@@ -504,9 +554,9 @@ begin
   update public.credit_reservations x
   set status = 'settled', charged = final_charge, closed_at = now()
   where x.request_id = r.request_id;
-  update public.credit_accounts a set reserved = a.reserved - r.amount where a.org_id = r.org_id;
   new_balance := private.post_ledger(r.org_id, 'settlement', r.amount - final_charge, null, r.request_id,
-    case when final_charge < charge then 'charge capped at the available balance; uncollected ' || (charge - final_charge) end);
+    case when final_charge < charge then 'charge capped at the available balance; uncollected ' || (charge - final_charge) end,
+    -r.amount);
   perform private.consume_grants(r.org_id, final_charge);
   perform private.expire_leftovers(r.org_id);
   select a.balance into new_balance from public.credit_accounts a where a.org_id = r.org_id;
@@ -541,8 +591,7 @@ begin
   end if;
   update public.credit_reservations x set status = 'released', charged = 0, closed_at = now()
   where x.request_id = r.request_id;
-  update public.credit_accounts a set reserved = a.reserved - r.amount where a.org_id = r.org_id;
-  perform private.post_ledger(r.org_id, 'release', r.amount, null, r.request_id, reason);
+  perform private.post_ledger(r.org_id, 'release', r.amount, null, r.request_id, reason, -r.amount);
   perform private.expire_leftovers(r.org_id);
   select a.balance into new_balance from public.credit_accounts a where a.org_id = r.org_id;
   return jsonb_build_object('org_id', r.org_id, 'status', 'released', 'remaining', new_balance, 'replayed', false);

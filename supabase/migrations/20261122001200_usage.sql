@@ -312,8 +312,7 @@ begin
     raise exception 'max_tokens must be at least 1' using errcode = 'PT400';
   end if;
 
-  perform private.ensure_current_period(org);
-  acct := private.lock_account(org);
+  acct := private.prepare_account(org);
   prompt_credits := greatest(prompt_tokens_bound, 0) * price.input_usd_per_1m / 1000000 * per_usd * price.credit_multiplier;
   per_token_credits := price.output_usd_per_1m / 1000000 * per_usd * price.credit_multiplier * n;
   if lim is null then
@@ -325,7 +324,7 @@ begin
     end if;
   end if;
   hold := ceil(prompt_credits + lim * per_token_credits)::bigint;
-  remaining := private.reserve_credits(org, begin_chat_request.request_id, hold, ttl_seconds);
+  remaining := private.hold_credits(org, begin_chat_request.request_id, hold, ttl_seconds);
 
   if k.id is not null then
     update public.api_keys x
