@@ -26,7 +26,7 @@ ENABLED_EVENTS: tuple[str, ...] = (
     "product.created", "product.updated", "product.deleted",
     "price.created", "price.updated", "price.deleted",
     "customer.created", "customer.updated", "customer.deleted",
-    "checkout.session.completed",
+    "checkout.session.completed", "checkout.session.async_payment_succeeded",
     "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
     "customer.subscription.paused", "customer.subscription.resumed",
     "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed",

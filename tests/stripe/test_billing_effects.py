@@ -187,6 +187,23 @@ def test_a_credit_pack_purchase_is_a_grant_with_its_expiry_once(conn, people):
     assert org_state(conn, org)["balance"] == 11000, "the same session again (another event): granted once"
 
 
+def test_a_credit_pack_paid_later_is_granted_when_the_payment_succeeds(conn, people):
+    """Delayed payment methods: completed arrives unpaid, async_payment_succeeded paid."""
+    org = people.team
+    meta = {"org_id": str(org), "price_id": PACK_PRICE, "credits": str(PACK_CREDITS)}
+    unpaid = checkout_event("cs_test_Later", org_id=org, customer_id=CUS, mode="payment", created=NOW - 120,
+                            metadata=meta, payment_status="unpaid")
+    apply(conn, *catalogue(), unpaid)
+    assert org_state(conn, org)["balance"] == 1000, "nothing is granted while the payment is pending"
+    paid = checkout_event("cs_test_Later", org_id=org, customer_id=CUS, mode="payment", created=NOW - 60,
+                          metadata=meta, payment_status="paid")
+    paid = paid | {"id": new_id("evt"), "type": "checkout.session.async_payment_succeeded"}
+    apply(conn, paid)
+    assert org_state(conn, org)["balance"] == 1000 + PACK_CREDITS, "granted when the payment succeeded"
+    apply(conn, paid | {"id": new_id("evt")})
+    assert org_state(conn, org)["balance"] == 1000 + PACK_CREDITS, "and only once"
+
+
 def test_a_credit_pack_without_credits_in_its_metadata_uses_the_price(conn, people):
     org = people.team
     apply(conn, *catalogue(), checkout_event("cs_test_Mirror", org_id=org, customer_id=CUS, mode="payment",

@@ -33,7 +33,8 @@ def example(event_type: str, org) -> tuple[dict, str, str]:
     if kind == "customer":
         return customer_event(cus, org_id=org, type=event_type), "public.stripe_customers", cus
     if kind == "checkout_session":
-        return checkout_event(new_id("cs"), org_id=org, customer_id=cus), "public.stripe_customers", cus
+        return (checkout_event(new_id("cs"), org_id=org, customer_id=cus) | {"type": event_type},
+                "public.stripe_customers", cus)
     if kind == "subscription":
         oid = new_id("sub")
         status = {"deleted": "canceled", "paused": "paused"}.get(event_type.rsplit(".", 1)[1], "active")
