@@ -374,6 +374,11 @@ declare
   charged bigint := 0;
 begin
   perform private.apply_metering_commit_mode();
+  if exists (select 1 from public.credit_reservations r
+             where r.request_id = finish_chat_request.request_id and r.org_id <> finish_chat_request.org_id) then
+    raise exception 'request % was reserved for another organization', finish_chat_request.request_id
+      using errcode = 'PT409';
+  end if;
   if finish_chat_request.prompt_tokens is not null then
     select * into price from public.model_prices m where m.model = finish_chat_request.model;
     if price.model is null then
@@ -423,25 +428,3 @@ revoke execute on function public.finish_chat_request(text, text, integer, text,
   from public, anon, authenticated;
 grant execute on function public.finish_chat_request(text, text, integer, text, uuid, text, uuid, uuid, uuid, uuid, bigint, bigint, bigint, bigint, boolean, boolean, text, integer, text, text)
   to service_role;
-
-/**
- * Service role: records a request that failed before a reservation existed (bad key,
- * no credits, bad model) in the per-key log, when the organization is known.
- */
-create or replace function public.log_api_request(
-  request_id text, org_id uuid, endpoint text, status_code integer,
-  api_key_id uuid default null, user_id uuid default null, latency_ms integer default null,
-  method text default 'POST'
-)
-returns jsonb
-language sql
-security definer
-set search_path = ''
-as $$
-  insert into public.api_requests (org_id, api_key_id, user_id, request_id, endpoint, method, status_code, latency_ms)
-  values (log_api_request.org_id, log_api_request.api_key_id, log_api_request.user_id, log_api_request.request_id,
-          log_api_request.endpoint, log_api_request.method, log_api_request.status_code, log_api_request.latency_ms)
-  returning jsonb_build_object('id', id);
-$$;
-revoke execute on function public.log_api_request(text, uuid, text, integer, uuid, uuid, integer, text) from public, anon, authenticated;
-grant execute on function public.log_api_request(text, uuid, text, integer, uuid, uuid, integer, text) to service_role;

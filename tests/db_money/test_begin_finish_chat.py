@@ -401,3 +401,21 @@ def test_finish_for_a_model_without_a_price_is_400(conn, cast):
     with fails(conn, "PT400", "no price"):
         finish(conn, "f-priceless", cast.team, model="gpt-9", prompt_tokens=10, completion_tokens=10)
     assert money_snapshot(conn, cast.team) == before, "the reservation stays open for the stale-release job"
+
+
+def test_finish_refuses_another_organizations_request(conn):
+    """Usage rows always land on the organization the credits were reserved for."""
+    from tests.pg import make_user, personal_org, raises_sqlstate
+
+    a, b = make_user(conn, "fin-a"), make_user(conn, "fin-b")
+    org_a, org_b = personal_org(conn, a), personal_org(conn, b)
+    conn.execute("select public.reserve_credits(org_id := %s, request_id := 'fin-x', amount := 5)", (org_a,))
+    with raises_sqlstate("PT409", "another organization"):
+        with conn.transaction():
+            conn.execute("select public.finish_chat_request(request_id := 'fin-x', status := 'succeeded', "
+                         "http_status := 200, endpoint := '/v1/chat/completions', org_id := %s, "
+                         "model := 'gpt-4o-mini', prompt_tokens := 1, completion_tokens := 1)", (org_b,))
+    status = conn.execute("select status from public.credit_reservations where request_id = 'fin-x'").fetchone()[0]
+    assert status == "open", "nothing was settled for the wrong organization"
+    n = conn.execute("select count(*) from public.usage_events where request_id = 'fin-x'").fetchone()[0]
+    assert n == 0, "and no usage row was written"
