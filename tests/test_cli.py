@@ -73,3 +73,35 @@ def test_db_stop_stops_it(tmp_path):
     run("db", "start", "--data-dir", data_dir, "--no-seed")
     assert run("db", "stop", "--data-dir", data_dir).stdout.strip() == "stopped"
     assert run("db", "stop", "--data-dir", data_dir).stdout.strip() == "not running"
+
+
+def test_serve_runs_every_function_under_gunicorn(fresh_dsn):
+    """`tollbooth serve` (gunicorn workers) answers health and routes chat like the in-process server."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPABASE_URL",)}
+    env.update(DATABASE_URL=fresh_dsn, SUPABASE_JWT_SECRET=SECRET, LOG_LEVEL="WARNING")
+    proc = subprocess.Popen([*TB, "serve", "--port", str(port), "--workers", "2", "--threads", "4"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["database"] == "reachable"
+        chat = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": []})
+        assert chat.status_code in (401, 503), "the chat route is mounted (no credentials: refused, never 404)"
+        assert httpx.get(f"http://127.0.0.1:{port}/nope").status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait(15)
