@@ -144,6 +144,9 @@ class StreamMeter:
         if data.strip() == b"[DONE]":
             self.done = True
             return event
+        if not self.client_wants_usage and b'"usage"' in event:
+            # we asked upstream for usage; a client that did not sees chunks as OpenAI sends them
+            event = event.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
         if self.upstream_id is None or _has_usage(data):
             try:
                 chunk = json.loads(data)

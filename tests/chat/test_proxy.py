@@ -84,6 +84,7 @@ def test_streaming_without_usage_requested_hides_the_usage_chunk_but_still_charg
         events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     chunks = [json.loads(e) for e in events[:-1]]
     assert all(c["choices"] for c in chunks), "no usage-only chunk reaches a client that did not ask"
+    assert all("usage" not in c for c in chunks), "nor a usage key it did not ask for"
     assert stack.upstream.requests[-1]["body"]["stream_options"] == {"include_usage": True}, "always asked upstream"
     row = stack.wait_for_usage(org)[0]
     assert row["completion_tokens"] == 4 and not row["estimated"]
