@@ -105,6 +105,47 @@ def run_load(url: str, headers: dict, stream: bool, concurrency: int, total: int
     }
 
 
+def _cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, group in pids.items():
+        for pid in group:
+            try:
+                t = psutil.Process(pid).cpu_times()
+                out[name] = out.get(name, 0.0) + t.user + t.system
+            except psutil.Error:
+                pass
+    return out
+
+
+def print_cpu_budget(procs: list, proxied: tuple, direct: tuple, total: int = 400) -> None:
+    """Where the CPU goes per request (json, concurrency 4): on 2 shared cores, latency
+    under load follows the CPU every request costs across all processes."""
+    import psutil
+
+    def tree(pid: int) -> list[int]:
+        p = psutil.Process(pid)
+        return [pid] + [c.pid for c in p.children(recursive=True)]
+
+    postgres = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+    pids = {"upstream": tree(procs[0].pid), "proxy": tree(procs[1].pid), "postgres": postgres}
+    me = psutil.Process()
+    rows = []
+    for label, target in (("direct", direct), ("proxy", proxied)):
+        before, mine = _cpu_seconds(pids), sum(me.cpu_times()[:2])
+        run_load(*target, False, 4, total)
+        after, mine_after = _cpu_seconds(pids), sum(me.cpu_times()[:2])
+        per = {k: (after.get(k, 0) - before.get(k, 0)) * 1000 / total for k in pids}
+        per["load generator"] = (mine_after - mine) * 1000 / total
+        rows.append((label, per))
+    print("\nCPU ms per request (json, concurrency 4):")
+    names = ["proxy", "postgres", "upstream", "load generator"]
+    print(f"{'path':<8}" + "".join(f"{n:>16}" for n in names) + f"{'total':>10}")
+    for label, per in rows:
+        print(f"{label:<8}" + "".join(f"{per[n]:>16.2f}" for n in names) + f"{sum(per.values()):>10.2f}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--requests", type=int, default=300, help="requests per cell")
@@ -146,6 +187,7 @@ def main() -> int:
                 print(f"{'stream' if stream else 'json':<7}{conc:>5} | {d['p50']:>10.2f}{d['p99']:>8.2f}{d['rps']:>7.0f} | "
                       f"{x['p50']:>10.2f}{x['p99']:>8.2f}{x['rps']:>7.0f} | {x['p50'] - d['p50']:>12.2f}"
                       f"{x['p99'] - d['p99']:>8.2f} | {x['own_p50'] or 0:>8.2f}", flush=True)
+        print_cpu_budget(procs, proxied, direct)
         with psycopg.connect(dsn) as c:
             n, credits = c.execute("select count(*), sum(credits) from usage_events where org_id = %s", (ACME,)).fetchone()
             bal, ledger = c.execute("select balance, (select sum(amount) from credit_ledger where org_id = %s) "
