@@ -69,3 +69,13 @@ def test_forgotten_rls_is_exposed_as_on_supabase(conn):
     conn.execute("create table public.forgot_rls (id int)")
     priv = conn.execute("select has_table_privilege('anon', 'public.forgot_rls', 'select, insert')").fetchone()[0]
     assert priv is True
+
+
+def test_supabase_config_exposes_only_public_and_seeds():
+    import tomllib
+
+    config = tomllib.loads((migrate.SUPABASE_DIR / "config.toml").read_text())
+    assert "private" not in config["api"]["schemas"], "policy helpers stay unexposed"
+    assert "public" in config["api"]["schemas"]
+    assert config["db"]["seed"]["sql_paths"] == ["./seed.sql"]
+    assert all(p.name[:14].isdigit() for p in migrate.migration_files()), "CLI-style YYYYMMDDHHMMSS_name.sql"
