@@ -1,6 +1,6 @@
 /**
  * The RPCs a frontend calls through PostgREST to manage organizations and their
- * members. Each one is SECURITY DEFINER, checks the caller's role first, and raises
+ * members. Each one runs with its owner's rights, checks the caller's role first, and raises
  * SQLSTATEs PostgREST maps to HTTP: 42501 -> 403, PTxxx -> xxx.
  */
 

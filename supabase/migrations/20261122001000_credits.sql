@@ -20,6 +20,8 @@ create table private.app_settings (
   key text primary key,
   value text not null
 );
+-- not exposed and granted to no API role; RLS on as well, with no policies
+alter table private.app_settings enable row level security;
 insert into private.app_settings (key, value) values
   ('api_key_prefix', 'xan_'),
   -- how many credits one US dollar of upstream cost buys (1 credit = $0.001)
