@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import flask
 import httpx
@@ -52,7 +52,8 @@ def _headers(m: Metered, remaining: Any, upstream_s: float, extra: httpx.Headers
     return headers
 
 
-def _fail(db: Database, m: Metered, err: TollboothError, status: str, detail: str) -> None:
+def _fail(db: Database, m: Metered, err: TollboothError, status: str, detail: str) -> NoReturn:
+    """Release the reservation, record the failure, raise the error."""
     finish(db, m, status=status, http_status=err.status, usage=None, error=detail)
     raise err
 
