@@ -424,10 +424,11 @@ $$;
 
 /**
  * A grant that expired while part of it was held by reservations keeps that part until
- * the holds close; then whatever of it came back to the balance expires too.
+ * the holds close; then whatever of it came back to the balance expires too. Returns
+ * the balance after.
  */
 create or replace function private.expire_leftovers(org uuid)
-returns void
+returns bigint
 language plpgsql
 security definer
 set search_path = ''
@@ -437,18 +438,19 @@ declare
   gone bigint;
   available bigint;
 begin
+  select a.balance into available from public.credit_accounts a where a.org_id = org;
   for g in
     select x.id, x.remaining from public.credit_grants x
     where x.org_id = org and x.expired_at is not null and x.remaining > 0
     order by x.id
     for update
   loop
-    select a.balance into available from public.credit_accounts a where a.org_id = org;
     gone := least(g.remaining, available);
     exit when gone <= 0;
     update public.credit_grants set remaining = remaining - gone where id = g.id;
-    perform private.post_ledger(org, 'expiry', -gone, g.id, null, 'expired grant: held credits returned');
+    available := private.post_ledger(org, 'expiry', -gone, g.id, null, 'expired grant: held credits returned');
   end loop;
+  return available;
 end;
 $$;
 
@@ -486,11 +488,15 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  acct public.credit_accounts;
 begin
   perform private.ensure_current_period(org);
-  perform private.lock_account(org);
-  perform private.release_expired_reservations(org);
-  return (select a from public.credit_accounts a where a.org_id = prepare_account.org);
+  acct := private.lock_account(org);
+  if private.release_expired_reservations(org) > 0 then
+    select * into acct from public.credit_accounts a where a.org_id = prepare_account.org;
+  end if;
+  return acct;
 end;
 $$;
 
@@ -526,86 +532,90 @@ end;
 $$;
 
 /**
- * Closes a reservation with the real charge: the unused part returns to the balance.
- * A charge above the hold takes what the balance has and no more (never below zero).
- * Idempotent: settling a closed reservation returns its recorded charge.
+ * Closes a reservation exactly once: with a charge (settle) the unused part returns
+ * to the balance, and a charge above the hold takes what the balance has and no more
+ * (never below zero); without one (release) the whole hold returns. Closing a closed
+ * reservation changes nothing and returns what it recorded (`replayed`).
+ */
+create or replace function private.close_reservation(request_id text, charge bigint, reason text default null)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  r public.credit_reservations;
+  acct public.credit_accounts;
+  settling boolean := charge is not null;
+  final_charge bigint := 0;
+  result jsonb;
+begin
+  select * into r from public.credit_reservations x where x.request_id = close_reservation.request_id;
+  if r.request_id is null then
+    raise exception 'no reservation for request %', request_id using errcode = 'PT404';
+  end if;
+  acct := private.lock_account(r.org_id);
+  select * into r from public.credit_reservations x where x.request_id = close_reservation.request_id for update;
+  if r.status <> 'open' then
+    result := jsonb_build_object('org_id', r.org_id, 'status', r.status, 'remaining', acct.balance, 'replayed', true);
+    return case when settling then result || jsonb_build_object('charged', coalesce(r.charged, 0)) else result end;
+  end if;
+
+  if settling then
+    final_charge := least(greatest(charge, 0), r.amount + acct.balance);
+  end if;
+  update public.credit_reservations x
+  set status = case when settling then 'settled' else 'released' end, charged = final_charge, closed_at = now()
+  where x.request_id = r.request_id;
+  perform private.post_ledger(r.org_id, case when settling then 'settlement' else 'release' end::public.credit_entry_kind,
+    r.amount - final_charge, null, r.request_id,
+    case when not settling then reason
+         when final_charge < charge then 'charge capped at the available balance; uncollected ' || (charge - final_charge) end,
+    -r.amount);
+  if final_charge > 0 then
+    perform private.consume_grants(r.org_id, final_charge);
+  end if;
+  result := jsonb_build_object('org_id', r.org_id, 'status', case when settling then 'settled' else 'released' end,
+                               'remaining', private.expire_leftovers(r.org_id), 'replayed', false);
+  return case when settling
+              then result || jsonb_build_object('charged', final_charge, 'uncollected', charge - final_charge)
+              else result end;
+end;
+$$;
+
+/**
+ * Settles a reservation with its real charge (see private.close_reservation).
  */
 create or replace function private.settle_credits(request_id text, charge bigint)
 returns jsonb
-language plpgsql
+language sql
 security definer
 set search_path = ''
 as $$
-declare
-  r public.credit_reservations;
-  acct public.credit_accounts;
-  final_charge bigint;
-  new_balance bigint;
-begin
-  select * into r from public.credit_reservations x where x.request_id = settle_credits.request_id;
-  if r.request_id is null then
-    raise exception 'no reservation for request %', request_id using errcode = 'PT404';
-  end if;
-  acct := private.lock_account(r.org_id);
-  select * into r from public.credit_reservations x where x.request_id = settle_credits.request_id for update;
-  if r.status <> 'open' then
-    return jsonb_build_object('org_id', r.org_id, 'charged', coalesce(r.charged, 0), 'status', r.status,
-                              'remaining', acct.balance, 'replayed', true);
-  end if;
-  final_charge := least(greatest(charge, 0), r.amount + acct.balance);
-  update public.credit_reservations x
-  set status = 'settled', charged = final_charge, closed_at = now()
-  where x.request_id = r.request_id;
-  new_balance := private.post_ledger(r.org_id, 'settlement', r.amount - final_charge, null, r.request_id,
-    case when final_charge < charge then 'charge capped at the available balance; uncollected ' || (charge - final_charge) end,
-    -r.amount);
-  perform private.consume_grants(r.org_id, final_charge);
-  perform private.expire_leftovers(r.org_id);
-  select a.balance into new_balance from public.credit_accounts a where a.org_id = r.org_id;
-  return jsonb_build_object('org_id', r.org_id, 'charged', final_charge, 'status', 'settled',
-                            'remaining', new_balance, 'uncollected', charge - final_charge, 'replayed', false);
-end;
+  select private.close_reservation(settle_credits.request_id, coalesce(settle_credits.charge, 0));
 $$;
 
 /**
- * Returns a whole reservation to the balance (upstream failed, nothing to charge).
- * Idempotent.
+ * Returns a whole reservation to the balance (see private.close_reservation).
  */
 create or replace function private.release_credits(request_id text, reason text default null)
 returns jsonb
-language plpgsql
+language sql
 security definer
 set search_path = ''
 as $$
-declare
-  r public.credit_reservations;
-  acct public.credit_accounts;
-  new_balance bigint;
-begin
-  select * into r from public.credit_reservations x where x.request_id = release_credits.request_id;
-  if r.request_id is null then
-    raise exception 'no reservation for request %', request_id using errcode = 'PT404';
-  end if;
-  acct := private.lock_account(r.org_id);
-  select * into r from public.credit_reservations x where x.request_id = release_credits.request_id for update;
-  if r.status <> 'open' then
-    return jsonb_build_object('org_id', r.org_id, 'status', r.status, 'remaining', acct.balance, 'replayed', true);
-  end if;
-  update public.credit_reservations x set status = 'released', charged = 0, closed_at = now()
-  where x.request_id = r.request_id;
-  perform private.post_ledger(r.org_id, 'release', r.amount, null, r.request_id, reason, -r.amount);
-  perform private.expire_leftovers(r.org_id);
-  select a.balance into new_balance from public.credit_accounts a where a.org_id = r.org_id;
-  return jsonb_build_object('org_id', r.org_id, 'status', 'released', 'remaining', new_balance, 'replayed', false);
-end;
+  select private.close_reservation(release_credits.request_id, null, release_credits.reason);
 $$;
 
 /**
- * Releases this organization's reservations that outlived their ttl (a function that
- * crashed between reserve and settle), so a crash never strands credits even when no
- * cron runs. Called by reserve_credits with the account already locked.
+ * Releases reservations that outlived their ttl by `grace` (a function that crashed
+ * between reserve and settle): one organization's (reserve_credits calls it with the
+ * account locked, so a crash never strands credits even when no cron runs), or, with
+ * `org` null, everybody's (the cron job, under its advisory lock).
  */
-create or replace function private.release_expired_reservations(org uuid)
+create or replace function private.release_expired_reservations(
+  org uuid, grace interval default interval '0', max_rows integer default 100
+)
 returns integer
 language plpgsql
 security definer
@@ -617,9 +627,10 @@ declare
 begin
   for rid in
     select r.request_id from public.credit_reservations r
-    where r.org_id = org and r.status = 'open' and r.expires_at <= now()
+    where (release_expired_reservations.org is null or r.org_id = release_expired_reservations.org)
+      and r.status = 'open' and r.expires_at <= now() - grace
     order by r.expires_at
-    limit 100
+    limit max_rows
   loop
     perform private.release_credits(rid, 'stale reservation released');
     released := released + 1;
@@ -679,23 +690,14 @@ security definer
 set search_path = ''
 as $$
 declare
-  rid text;
-  released integer := 0;
+  released integer;
   gid bigint;
   expired integer := 0;
 begin
   -- one run at a time: a run locks many organizations' accounts, so two overlapping
   -- runs could take them in opposite orders
   perform pg_advisory_xact_lock(hashtext('public.release_stale_reservations'));
-  for rid in
-    select r.request_id from public.credit_reservations r
-    where r.status = 'open' and r.expires_at <= now() - make_interval(secs => older_than_seconds)
-    order by r.expires_at
-    limit 10000
-  loop
-    perform private.release_credits(rid, 'stale reservation released');
-    released := released + 1;
-  end loop;
+  released := private.release_expired_reservations(null, make_interval(secs => older_than_seconds), 10000);
   for gid in
     select g.id from public.credit_grants g
     where g.expired_at is null and g.remaining > 0 and g.expires_at <= now()
