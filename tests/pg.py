@@ -136,3 +136,12 @@ def scalar(conn: psycopg.Connection, sql: str, params=None):
     """The first column of the first row, read as superuser (None when there is no row)."""
     row = conn.execute(sql, params).fetchone()
     return row[0] if row else None
+
+
+def request_for(conn: psycopg.Connection, cast, who: str) -> Request:
+    """A PostgREST request as persona `who` of `cast`, or as "anon" / "service"."""
+    if who == "anon":
+        return as_anon(conn)
+    if who == "service":
+        return as_service(conn)
+    return as_user(conn, getattr(cast, who))

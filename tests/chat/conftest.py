@@ -13,6 +13,7 @@ import pytest
 from lib.auth import mint_access_token
 from lib.fake_openai import FakeOpenAI
 from tests.helpers_server import running_server
+from tests.db_money.helpers import assert_consistent
 from tests.pg import Person, as_user, make_team, make_user, personal_org
 
 JWT_SECRET = "chat-test-secret-with-at-least-32-characters"
@@ -55,14 +56,7 @@ class Stack:
         return self.sql.execute("select balance from public.credit_accounts where org_id = %s", (org,)).fetchone()[0]
 
     def assert_ledger_consistent(self, org) -> None:
-        balance, reserved, ledger, open_holds = self.sql.execute(
-            "select a.balance, a.reserved, "
-            "(select coalesce(sum(amount), 0) from public.credit_ledger l where l.org_id = a.org_id), "
-            "(select coalesce(sum(amount), 0) from public.credit_reservations r where r.org_id = a.org_id and r.status = 'open') "
-            "from public.credit_accounts a where a.org_id = %s", (org,)).fetchone()
-        assert balance == ledger, f"balance {balance} != ledger sum {ledger}"
-        assert reserved == open_holds, f"reserved {reserved} != open reservations {open_holds}"
-        assert balance >= 0
+        assert_consistent(self.sql, org)
 
     def usage(self, org) -> list[dict]:
         with self.sql.cursor(row_factory=psycopg.rows.dict_row) as cur:

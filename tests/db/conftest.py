@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from tests.pg import (BAN_KINDS, Person, Request, as_anon, as_service, as_user, ban, make_team,
+from tests.pg import (BAN_KINDS, Person, Request, as_anon, as_service, as_user, ban, make_team, request_for,
                       make_user, scalar)
 
 PERSONAS = ("owner", "admin", "member", "outsider", "platform_admin", "banned")
@@ -122,13 +122,7 @@ def cast(conn) -> Cast:
 @pytest.fixture
 def api(conn, cast):
     """`api("member")` is a request as that persona; also "anon" and "service"."""
-    def request(who: str) -> Request:
-        if who == "anon":
-            return as_anon(conn)
-        if who == "service":
-            return as_service(conn)
-        return as_user(conn, getattr(cast, who))
-    return request
+    return lambda who: request_for(conn, cast, who)
 
 
 @pytest.fixture(params=BAN_KINDS)

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.pg import (Person, Request, as_anon, as_service, as_user, ban, make_team, make_user, raises_sqlstate,
+from tests.pg import (Person, Request, as_anon, as_service, as_user, ban, make_team, make_user, raises_sqlstate, request_for,
                       scalar)
 
 ACME = uuid.UUID("00000000-0000-4000-8000-00000000ac3e")
@@ -267,11 +267,5 @@ def cast(conn) -> Cast:
 @pytest.fixture
 def api(conn, cast):
     """`api("member")` is a request as that persona; also "anon" and "service"."""
-    def request(who: str) -> Request:
-        if who == "anon":
-            return as_anon(conn)
-        if who == "service":
-            return as_service(conn)
-        return as_user(conn, getattr(cast, who))
-    return request
+    return lambda who: request_for(conn, cast, who)
 
