@@ -28,7 +28,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib import embedded, migrate  # noqa: E402
+from lib.local import embedded, migrate  # noqa: E402
 
 DEMO_KEY = "xan_" + hashlib.sha256(b"tollbooth-local-demo-key").hexdigest()
 ACME = "00000000-0000-4000-8000-00000000ac3e"

@@ -32,13 +32,26 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from lib import embedded, migrate  # noqa: E402
-from lib.stripe_events import HANDLERS, apply_event, parse_event  # noqa: E402
-from lib.stripe_objects import normalize  # noqa: E402
+from lib.billing.events import HANDLERS, apply_event, parse_event  # noqa: E402
+from lib.billing.objects import normalize  # noqa: E402
+from lib.local import embedded, migrate  # noqa: E402
 from tests.helpers_server import running_server  # noqa: E402
-from tests.stripe.helpers import (DAY, ENT_PRICE, ENT_PRODUCT, NOW, ConnDatabase, catalogue,  # noqa: E402
-                                  checkout_event, customer_event, event, invoice_event, payment_intent_event,
-                                  server_env, signed, subscription_event)
+from tests.stripe.helpers import (  # noqa: E402
+    DAY,
+    ENT_PRICE,
+    ENT_PRODUCT,
+    NOW,
+    ConnDatabase,
+    catalogue,
+    checkout_event,
+    customer_event,
+    event,
+    invoice_event,
+    payment_intent_event,
+    server_env,
+    signed,
+    subscription_event,
+)
 
 TABLE_OF = {"product": "stripe_products", "price": "stripe_prices", "customer": "stripe_customers",
             "subscription": "subscriptions", "invoice": "payments", "payment_intent": "payments"}

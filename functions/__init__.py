@@ -2,7 +2,10 @@
 served by which module and target; `tollbooth serve`, vercel.json and its test read it."""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+
+from lib.core.server import Mount
 
 
 @dataclass(frozen=True)
@@ -22,3 +25,9 @@ ROUTES: list[Route] = [
     Route("/v1/chat/completions", "chat", "chat", ("POST",)),
     Route("/api/chat", "chat", "chat", ("POST",)),
 ]
+
+
+def mounts() -> list[Mount]:
+    """Every route with its function loaded, for one server that serves them all."""
+    return [Mount(r.path, r.module, getattr(importlib.import_module(f"functions.{r.module}"), r.target))
+            for r in ROUTES]

@@ -1,6 +1,6 @@
 """POST /v1/chat/completions (alias /api/chat): the metered, OpenAI-compatible chat proxy.
 
-Authenticate (`xan_…` key or Supabase JWT) -> validate the body -> reserve the worst
+Authenticate (API key or Supabase JWT) -> validate the body -> reserve the worst
 case (one database call) -> forward upstream -> settle the real usage (one database
 call) -> relay the answer.
 """
@@ -11,12 +11,12 @@ import time
 import flask
 import functions_framework
 
-from lib.chat_metering import ChatBody, authenticate, begin
-from lib.chat_proxy import proxy
-from lib.config import get_settings
-from lib.db import get_database
-from lib.http import endpoint, make_app, parse_json_object, require_method, validate
-from lib.log import request_id_var
+from lib.chat.metering import ChatBody, authenticate, begin
+from lib.chat.proxy import proxy
+from lib.core.config import get_settings
+from lib.core.db import get_database
+from lib.core.http import endpoint, make_app, parse_json_object, reply_response, require_method, validate
+from lib.core.log import request_id_var
 
 
 @functions_framework.http
@@ -26,13 +26,13 @@ def chat(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     settings = get_settings()
     settings.require("openai_api_key")  # before anything is reserved
-    caller = authenticate(request, settings)
+    caller = authenticate(request.headers, settings)
     raw = parse_json_object(request)
     body = validate(raw, ChatBody)
     db = get_database()
-    metered = begin(db, caller, body, raw, request_id=request_id_var.get(), endpoint=request.path, request=request,
-                    started=started)
-    return proxy(db, settings, metered, request.headers.get("user-agent"))
+    metered = begin(db, caller, body, raw, request_id=request_id_var.get() or "", endpoint=request.path,
+                    headers=request.headers, started=started)
+    return reply_response(proxy(db, settings, metered, request.headers.get("user-agent")))
 
 
 app = make_app(chat)

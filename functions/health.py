@@ -4,9 +4,9 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from lib.db import get_database
-from lib.errors import MissingSetting, TollboothError
-from lib.http import endpoint, json_response, make_app, require_method
+from lib.core.db import get_database
+from lib.core.errors import MissingSetting, TollboothError
+from lib.core.http import endpoint, json_response, make_app, require_method
 
 
 @functions_framework.http

@@ -5,14 +5,22 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from lib.http import endpoint, make_app
-from lib.stripe_billing import PortalRequest, open_portal, run_route
+from lib.billing.api import make_client
+from lib.billing.checkout import PortalRequest, open_portal
+from lib.core.auth import signed_in_user
+from lib.core.config import get_settings
+from lib.core.db import get_database
+from lib.core.http import endpoint, json_response, make_app, parse_json, require_method
 
 
 @functions_framework.http
 @endpoint("stripe_portal")
 def stripe_portal(request: flask.Request) -> flask.Response:
-    return run_route(request, PortalRequest, open_portal)
+    require_method(request, "POST")
+    client = make_client(get_settings())  # 503 naming STRIPE_SECRET_KEY before anything else
+    user = signed_in_user(request.headers.get("Authorization"), get_settings())
+    body = parse_json(request, PortalRequest)
+    return json_response(open_portal(get_database(), client, user.user_id, body))
 
 
 app = make_app(stripe_portal)

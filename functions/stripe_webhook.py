@@ -9,12 +9,12 @@ import functools
 import flask
 import functions_framework
 
-from lib import stripe_api
-from lib.config import get_settings
-from lib.db import get_database
-from lib.http import endpoint, json_response, make_app, require_method
-from lib.stripe_events import apply_event, parse_event
-from lib.stripe_signature import verify
+from lib.billing import api as stripe_api
+from lib.billing.events import apply_event, parse_event
+from lib.billing.signature import verify
+from lib.core.config import get_settings
+from lib.core.db import get_database
+from lib.core.http import endpoint, json_response, make_app, require_method
 
 
 @functions_framework.http

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lib import embedded, migrate
+from lib.local import embedded, migrate
 
 TEMPLATE = "tollbooth_template"
 _counter = itertools.count()

@@ -5,8 +5,8 @@ import os
 import threading
 from contextlib import contextmanager
 
-from lib.config import reset_settings
-from lib.db import set_database
+from lib.core.config import reset_settings
+from lib.core.db import set_database
 
 
 @contextmanager
@@ -32,11 +32,12 @@ def env(**values: str | None):
 @contextmanager
 def running_server(**settings: str | None):
     """Serve every function on 127.0.0.1:<free port> with these environment settings."""
-    from lib.server import build_server
+    from functions import mounts
+    from lib.core.server import build_server
 
     with env(**settings):
         set_database(None)
-        server = build_server("127.0.0.1", 0)
+        server = build_server("127.0.0.1", 0, mounts())
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:

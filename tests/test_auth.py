@@ -9,9 +9,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from lib.auth import bearer_token, mint_access_token, verify_access_token
-from lib.config import Settings
-from lib.errors import MissingSetting, Unauthorized
+from lib.core.auth import bearer_token, mint_access_token, verify_access_token
+from lib.core.config import Settings
+from lib.core.errors import MissingSetting, Unauthorized
 
 SECRET = "test-secret-with-at-least-32-characters!!"
 UID = uuid.uuid4()

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from lib.fake_openai import FakeOpenAI, count_prompt_tokens, message_text
+from lib.local.fake_openai import FakeOpenAI, count_prompt_tokens, message_text
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH = {"Authorization": "Bearer sk-test"}
@@ -317,7 +317,7 @@ def test_stop_and_cli_serve_forever():
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base}/models", headers=AUTH, timeout=2)
 
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from lib.fake_openai import main; "
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from lib.local.fake_openai import main; "
                              "sys.exit(main(['--port', '0', '--quiet', '--latency-ms', '1']))"],
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:

@@ -40,8 +40,8 @@ def test_health_rejects_wrong_method_and_unknown_path(fresh_dsn):
 def test_health_loads_with_functions_framework(fresh_dsn, monkeypatch):
     import functions_framework
 
-    from lib.config import reset_settings
-    from lib.db import set_database
+    from lib.core.config import reset_settings
+    from lib.core.db import set_database
 
     monkeypatch.setenv("DATABASE_URL", fresh_dsn)
     reset_settings()

@@ -6,7 +6,7 @@ import shutil
 import psycopg
 import pytest
 
-from lib import migrate
+from lib.local import migrate
 from tests.conftest import clone_database, drop_database
 
 

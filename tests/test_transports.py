@@ -12,8 +12,8 @@ import httpx
 import pytest
 import respx
 
-from lib.db import PostgrestDatabase, PsycopgDatabase
-from lib.errors import Conflict, Forbidden, NotFound, PaymentRequired, ServiceUnavailable, TollboothError
+from lib.core.db import PostgrestDatabase, PsycopgDatabase
+from lib.core.errors import Conflict, Forbidden, NotFound, PaymentRequired, ServiceUnavailable, TollboothError
 
 SUPA = "http://127.0.0.1:54321"
 KEY = "xxx.yyy.zzz"
@@ -71,7 +71,7 @@ def test_rejects_injected_names():
 
 def test_psycopg_and_postgrest_raise_the_same_error_for_the_same_sqlstate(fresh_dsn, rest):
     """The same SQL function failing (PT401: no signed-in user) through both transports."""
-    from lib.errors import Unauthorized
+    from lib.core.errors import Unauthorized
 
     db = PsycopgDatabase(fresh_dsn, pool_size=1)
     try:
@@ -93,7 +93,7 @@ def test_psycopg_rpc_returns_json_with_exact_numbers(fresh_dsn):
         result = db.rpc("health_check", {})
         assert result["ok"] is True
         with db.pool.connection() as conn:
-            from psycopg.types.json import Jsonb  # noqa: F401
+            from psycopg.types.json import Jsonb
             value = conn.execute("select jsonb_build_object('usd', 0.1::numeric + 0.2::numeric)").fetchone()[0]
         assert value["usd"] == Decimal("0.3"), "numeric inside jsonb decodes as Decimal, never float"
     finally:
@@ -101,8 +101,9 @@ def test_psycopg_rpc_returns_json_with_exact_numbers(fresh_dsn):
 
 
 def test_error_hierarchy_maps_to_http_json():
-    from lib.http import error_response
     import flask
+
+    from lib.core.http import error_response
 
     with flask.Flask("t").app_context():
         resp = error_response(PaymentRequired("out of credits", headers={"x-should-retry": "false"}))

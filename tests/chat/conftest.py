@@ -10,10 +10,10 @@ import httpx
 import psycopg
 import pytest
 
-from lib.auth import mint_access_token
-from lib.fake_openai import FakeOpenAI
-from tests.helpers_server import running_server
+from lib.core.auth import mint_access_token
+from lib.local.fake_openai import FakeOpenAI
 from tests.db_money.helpers import assert_consistent
+from tests.helpers_server import running_server
 from tests.pg import Person, as_user, make_team, make_user, personal_org
 
 JWT_SECRET = "chat-test-secret-with-at-least-32-characters"

@@ -131,7 +131,7 @@ def test_meeting_and_project_attribution(stack):
     row = stack.usage(org)[0]
     assert str(row["project_id"]) == str(project) and str(row["meeting_id"]) == meeting
     bad = stack.post(token=key["key"], json=chat_body(max_tokens=2), headers={"x-meeting-id": "nope"})
-    assert bad.status_code == 400 and "X-Meeting-Id" in bad.json()["error"]["message"].title() or "x-meeting-id" in bad.text
+    assert (bad.status_code == 400 and "X-Meeting-Id" in bad.json()["error"]["message"].title()) or "x-meeting-id" in bad.text
 
 
 def test_bad_bodies_are_400_and_change_nothing(stack):

@@ -12,7 +12,7 @@ def test_missing_or_malformed_authorization_is_401(stack):
     for headers in ({}, {"authorization": "Basic abc"}, {"authorization": "Bearer not-a-jwt"}):
         r = httpx.post(f"{stack.base}/v1/chat/completions", json=chat_body(), headers=headers)
         assert r.status_code == 401, f"{headers}: {r.status_code}"
-        assert r.json()["error"]["type"] in ("missing_credentials", "invalid_credentials", "invalid_token")
+        assert r.json()["error"]["type"] in ("missing_credentials", "invalid_credentials", "invalid_api_key")
     assert len(stack.upstream.requests) == 0
 
 

@@ -55,8 +55,9 @@ def test_upstream_timeout_is_504_and_released(stack):
 
 
 def test_upstream_unreachable_is_502(fresh_dsn):
-    from tests.chat.conftest import JWT_SECRET, Stack
     import psycopg
+
+    from tests.chat.conftest import JWT_SECRET, Stack
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -74,8 +75,9 @@ def test_upstream_unreachable_is_502(fresh_dsn):
 
 
 def test_missing_openai_key_is_503_naming_it(fresh_dsn):
-    from tests.chat.conftest import JWT_SECRET, Stack
     import psycopg
+
+    from tests.chat.conftest import JWT_SECRET, Stack
 
     with psycopg.connect(fresh_dsn, autocommit=True) as sql:
         with running_server(DATABASE_URL=fresh_dsn, OPENAI_API_KEY=None, SUPABASE_JWT_SECRET=JWT_SECRET) as base:

@@ -23,8 +23,19 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from tests.pg import (BAN_KINDS, Person, Request, as_anon, as_service, as_user, ban, make_team, request_for,
-                      make_user, scalar)
+from tests.pg import (
+    BAN_KINDS,
+    Person,
+    Request,
+    as_anon,
+    as_service,
+    as_user,
+    ban,
+    make_team,
+    make_user,
+    request_for,
+    scalar,
+)
 
 PERSONAS = ("owner", "admin", "member", "outsider", "platform_admin", "banned")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -98,7 +98,7 @@ def test_invite_member_returns_token_once_and_stores_only_its_hash(api, conn, ca
     assert (email, role, invited_by) == ("new.person@example.test", "member", cast.owner.id), \
         "address normalised, member role, inviter recorded"
     assert expires_at == out["expires_at"], "returns the stored expiry"
-    assert timedelta(days=6) < expires_at - datetime.now(timezone.utc) <= timedelta(days=7, minutes=1), \
+    assert timedelta(days=6) < expires_at - datetime.now(UTC) <= timedelta(days=7, minutes=1), \
         "expires in a week"
 
 

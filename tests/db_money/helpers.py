@@ -13,15 +13,26 @@ import re
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from decimal import ROUND_CEILING, Decimal
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.pg import (Person, Request, as_anon, as_service, as_user, ban, make_team, make_user, raises_sqlstate, request_for,
-                      scalar)
+from tests.pg import (
+    Person,
+    Request,
+    as_anon,
+    as_service,
+    as_user,
+    ban,
+    make_team,
+    make_user,
+    raises_sqlstate,
+    request_for,
+    scalar,
+)
 
 ACME = uuid.UUID("00000000-0000-4000-8000-00000000ac3e")
 ALICE = uuid.UUID("00000000-0000-4000-8000-00000000a11c")  # Acme's owner (seed)
@@ -100,9 +111,9 @@ def money_snapshot(conn, org) -> dict:
 
 def month_bounds(conn) -> tuple[datetime, datetime]:
     """The current calendar month (UTC) at the transaction's now(), computed in Python."""
-    now = scalar(conn, "select now()").astimezone(timezone.utc)
-    start = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
-    end = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=timezone.utc)
+    now = scalar(conn, "select now()").astimezone(UTC)
+    start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    end = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 

@@ -7,9 +7,27 @@ from decimal import Decimal
 
 import pytest
 
-from tests.db_money.helpers import (ACME, ALICE, api, assert_consistent, balance, begin, cast, ceil,  # noqa: F401
-                                    create_key, credits_per_usd, fails, finish, ledger, money_snapshot, one, price,
-                                    reservation, rows, set_balance)
+from tests.db_money.helpers import (
+    ACME,
+    ALICE,
+    api,
+    assert_consistent,
+    balance,
+    begin,
+    cast,
+    ceil,
+    create_key,
+    credits_per_usd,
+    fails,
+    finish,
+    ledger,
+    money_snapshot,
+    one,
+    price,
+    reservation,
+    rows,
+    set_balance,
+)
 from tests.pg import BAN_KINDS, ban, personal_org, scalar
 
 

@@ -12,16 +12,25 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.db_money.helpers import (assert_consistent, assert_grants_cover, balance, ledger, month_bounds, reserved,
-                                    rows, set_balance)
+from tests.db_money.helpers import (
+    assert_consistent,
+    assert_grants_cover,
+    balance,
+    ledger,
+    month_bounds,
+    reserved,
+    rows,
+    set_balance,
+)
 from tests.pg import make_user, personal_org, scalar
 
 JOIN_TIMEOUT = 120
@@ -71,7 +80,7 @@ def concurrently(dsn: str, jobs: list[Callable[[psycopg.Connection], Any]], thre
                         results[i] = Outcome(value=job(c))
                     except psycopg.Error as exc:
                         results[i] = Outcome(error=exc)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             crashed.append(exc)
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]

@@ -10,9 +10,26 @@ from datetime import timedelta
 
 import pytest
 
-from tests.db_money.helpers import (ACME, account, add_grant, assert_consistent, assert_grants_cover, balance, fails,
-                                    grant, grants, ledger, money_snapshot, month_bounds, release, reservation,
-                                    reserve, reserved, rows, settle)
+from tests.db_money.helpers import (
+    ACME,
+    account,
+    add_grant,
+    assert_consistent,
+    assert_grants_cover,
+    balance,
+    fails,
+    grant,
+    grants,
+    ledger,
+    money_snapshot,
+    month_bounds,
+    release,
+    reservation,
+    reserve,
+    reserved,
+    rows,
+    settle,
+)
 from tests.pg import make_team, make_user, personal_org, scalar
 
 

@@ -1,6 +1,6 @@
 """Stripe test helpers: real payloads from tests/fixtures/stripe (deep-copied, then
 given this test's ids, times and metadata), signed as Stripe signs them, and applied
-either over HTTP or straight through lib.stripe_events on the test's connection."""
+either over HTTP or straight through lib.billing.events on the test's connection."""
 from __future__ import annotations
 
 import copy
@@ -15,9 +15,9 @@ import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
-from lib.auth import mint_access_token
-from lib.stripe_events import apply_event, parse_event
-from lib.stripe_signature import sign_header
+from lib.billing.events import apply_event, parse_event
+from lib.billing.signature import sign_header
+from lib.core.auth import mint_access_token
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe"
 WEBHOOK_SECRET = "whsec_tollbooth_test_3b1f4c9e0a7d"
@@ -159,7 +159,7 @@ def catalogue() -> list[dict[str, Any]]:
 
 
 class ConnDatabase:
-    """lib.db's Database interface on the test's own connection (inside its transaction)."""
+    """lib.core.db's Database interface on the test's own connection (inside its transaction)."""
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn

@@ -10,15 +10,24 @@ import psycopg
 import pytest
 import respx
 
-from lib.db import set_database
-from lib.stripe_cli import register
+from lib.cli.stripe import register
+from lib.core.db import set_database
 from tests.helpers_server import env
 from tests.pg import make_team, make_user, snapshot
-from tests.stripe.helpers import (ENT_PRICE, ENT_PRODUCT, PRO_PRICE, PRO_PRODUCT, SECRET_KEY, STRIPE_API, catalogue,
-                                  customer_event, subscription_event)
+from tests.stripe.helpers import (
+    ENT_PRICE,
+    ENT_PRODUCT,
+    PRO_PRICE,
+    PRO_PRODUCT,
+    SECRET_KEY,
+    STRIPE_API,
+    catalogue,
+    customer_event,
+    subscription_event,
+)
 
 SINCE = "2024-01-01"
-SINCE_EPOCH = str(int(dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc).timestamp()))
+SINCE_EPOCH = str(int(dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()))
 STORED = ("public.stripe_products", "public.stripe_prices", "public.stripe_customers", "public.subscriptions",
           "public.organizations", "public.credit_grants", "public.credit_ledger")
 

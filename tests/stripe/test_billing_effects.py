@@ -7,9 +7,27 @@ from __future__ import annotations
 import pytest
 
 from tests.pg import scalar
-from tests.stripe.helpers import (DAY, ENT_PRICE, ENT_PRODUCT, NEXT_PERIOD, NOW, PACK_CREDITS, PACK_EXPIRE_DAYS,
-                                  PACK_PRICE, PERIOD, apply, catalogue, checkout_event, customer_event,
-                                  invoice_event, new_id, org_state, product_event, role_of, subscription_event)
+from tests.stripe.helpers import (
+    DAY,
+    ENT_PRICE,
+    ENT_PRODUCT,
+    NEXT_PERIOD,
+    NOW,
+    PACK_CREDITS,
+    PACK_EXPIRE_DAYS,
+    PACK_PRICE,
+    PERIOD,
+    apply,
+    catalogue,
+    checkout_event,
+    customer_event,
+    invoice_event,
+    new_id,
+    org_state,
+    product_event,
+    role_of,
+    subscription_event,
+)
 
 SUB, CUS = "sub_Effects", "cus_Effects"
 ENT = (ENT_PRICE, ENT_PRODUCT)

@@ -7,8 +7,17 @@ from __future__ import annotations
 import pytest
 
 from tests.pg import as_anon, as_service, as_user, ban, raises_sqlstate, snapshot
-from tests.stripe.helpers import (NOW, PRO_PRODUCT, apply, catalogue, customer_event, invoice_event, price_event,
-                                  product_event, subscription_event)
+from tests.stripe.helpers import (
+    NOW,
+    PRO_PRODUCT,
+    apply,
+    catalogue,
+    customer_event,
+    invoice_event,
+    price_event,
+    product_event,
+    subscription_event,
+)
 
 PERSONAS = ("anon", "owner", "admin", "member", "outsider", "service")
 ACTIVE_PRODUCTS = {"prod_TollPro", "prod_TollEnterprise", "prod_TollCredits"}

@@ -10,8 +10,20 @@ import pytest
 import respx
 
 from tests.pg import ban, scalar, snapshot
-from tests.stripe.helpers import (ENT_PRICE, PACK_PRICE, PRO_PRICE, PRO_PRODUCT, STRIPE_API, apply, bearer,
-                                  catalogue, customer_event, load_fixture, price_event, subscription_event)
+from tests.stripe.helpers import (
+    ENT_PRICE,
+    PACK_PRICE,
+    PRO_PRICE,
+    PRO_PRODUCT,
+    STRIPE_API,
+    apply,
+    bearer,
+    catalogue,
+    customer_event,
+    load_fixture,
+    price_event,
+    subscription_event,
+)
 
 # stripe-python's HTTPXClient sends its form body as `data=<bytes>`, which httpx deprecates
 pytestmark = [pytest.mark.stripe_key, pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")]

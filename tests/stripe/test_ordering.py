@@ -10,10 +10,25 @@ import random
 
 import pytest
 
-from lib.stripe_events import sync_objects
-from tests.stripe.helpers import (DAY, ENT_PRICE, ENT_PRODUCT, NOW, PERIOD, ConnDatabase, apply, catalogue,
-                                  checkout_event, customer_event, invoice_event, mirror, org_state,
-                                  payment_intent_event, role_of, subscription_event)
+from lib.billing.events import sync_objects
+from tests.stripe.helpers import (
+    DAY,
+    ENT_PRICE,
+    ENT_PRODUCT,
+    NOW,
+    PERIOD,
+    ConnDatabase,
+    apply,
+    catalogue,
+    checkout_event,
+    customer_event,
+    invoice_event,
+    mirror,
+    org_state,
+    payment_intent_event,
+    role_of,
+    subscription_event,
+)
 
 SUB, CUS = "sub_Life", "cus_Life"
 T0 = NOW - 10 * DAY

@@ -9,11 +9,11 @@ import json
 import httpx
 import pytest
 
-from lib.errors import BadRequest
-from lib.stripe_signature import compute_signature, sign_header, verify
+from lib.billing.signature import compute_signature, sign_header, verify
+from lib.core.errors import BadRequest
 from tests.helpers_server import running_server
 from tests.pg import snapshot
-from tests.stripe.helpers import (NOW, WEBHOOK_SECRET, post_event, server_env, signed, subscription_event)
+from tests.stripe.helpers import NOW, WEBHOOK_SECRET, post_event, server_env, signed, subscription_event
 
 BODY = b'{"id": "evt_1", "object": "event"}'
 SIGNED_TABLES = ("public.stripe_events", "public.subscriptions", "public.stripe_customers", "public.organizations")

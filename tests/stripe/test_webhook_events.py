@@ -10,11 +10,28 @@ import httpx
 import pytest
 import respx
 
-from lib.stripe_events import ENABLED_EVENTS, HANDLERS
+from lib.billing.events import ENABLED_EVENTS, HANDLERS
 from tests.pg import scalar, snapshot
-from tests.stripe.helpers import (NOW, PERIOD, PRO_PRICE, PRO_PRODUCT, STRIPE_API, apply, catalogue,
-                                  checkout_event, customer_event, event, invoice_event, new_id, org_state,
-                                  payment_intent_event, post_event, price_event, product_event, subscription_event)
+from tests.stripe.helpers import (
+    NOW,
+    PERIOD,
+    PRO_PRICE,
+    PRO_PRODUCT,
+    STRIPE_API,
+    apply,
+    catalogue,
+    checkout_event,
+    customer_event,
+    event,
+    invoice_event,
+    new_id,
+    org_state,
+    payment_intent_event,
+    post_event,
+    price_event,
+    product_event,
+    subscription_event,
+)
 
 ALL_TABLES = ("public.stripe_events", "public.stripe_products", "public.stripe_prices", "public.stripe_customers",
               "public.subscriptions", "public.payments", "public.organizations", "public.credit_grants",

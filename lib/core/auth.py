@@ -9,8 +9,8 @@ from typing import Any
 
 import jwt
 
-from lib.config import Settings
-from lib.errors import MissingSetting, Unauthorized
+from lib.core.config import Settings
+from lib.core.errors import MissingSetting, Unauthorized
 
 ASYMMETRIC = ["RS256", "ES256", "EdDSA"]
 
@@ -30,6 +30,11 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization must be 'Bearer <token>'", type="invalid_credentials")
     return token.strip()
+
+
+def looks_like_jwt(token: str) -> bool:
+    """A JWS in compact form: three base64url parts, the header a JSON object (`eyJ`)."""
+    return token.startswith("eyJ") and token.count(".") == 2
 
 
 @lru_cache(maxsize=4)
@@ -70,6 +75,11 @@ def verify_access_token(token: str, settings: Settings) -> Claims:
     except ValueError as exc:
         raise Unauthorized("token subject is not a user id", type="invalid_token") from exc
     return Claims(user_id=user_id, email=claims.get("email"), role=claims["role"], raw=claims)
+
+
+def signed_in_user(authorization: str | None, settings: Settings) -> Claims:
+    """The signed-in user an `Authorization: Bearer <Supabase JWT>` header names, or Unauthorized."""
+    return verify_access_token(bearer_token(authorization), settings)
 
 
 def mint_access_token(user_id: uuid.UUID | str, email: str | None, secret: str, *, ttl: int = 3600) -> str:

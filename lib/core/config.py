@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
-from lib.errors import MissingSetting
+from lib.core.errors import MissingSetting
 
 DEFAULT_DATA_DIR = ".tollbooth/pgdata"
 
@@ -33,13 +33,15 @@ class Settings(BaseModel):
     daily_webhook_secret: str | None = None
     cron_secret: str | None = None
     rooms_encryption_keys: str | None = None
-    api_key_prefix: str = "xan_"
+    # the prefix API keys are minted with; the database owns it (private.app_settings),
+    # `tollbooth migrate` writes this there when it is set
+    api_key_prefix: str | None = None
     db_transport: str | None = Field(default=None, description="'psycopg' or 'postgrest'; default from what is set")
     db_pool_size: int = 8
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         values = {}
         for name in cls.model_fields:

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import time
 
-from lib.errors import BadRequest
+from lib.core.errors import BadRequest
 
 DEFAULT_TOLERANCE = 300
 

@@ -10,19 +10,20 @@ become 502/504. Every failure before output releases the reservation.
 from __future__ import annotations
 
 import json
-import logging
 import time
-from typing import Any, Iterator, NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
-import flask
 import httpx
 
-from lib.chat_metering import Metered, Usage, estimated_usage, finish
-from lib.config import Settings
-from lib.db import Database
-from lib.errors import TollboothError, UpstreamError, UpstreamTimeout
-from lib.log import get_logger
-from lib.upstream import chat_request, upstream_client
+from lib.chat.metering import Metered, Usage, UsageStatus, estimated_usage, finish
+from lib.chat.sse import StreamMeter, sse_events
+from lib.chat.upstream import chat_request, upstream_client
+from lib.core.config import Settings
+from lib.core.db import Database
+from lib.core.errors import TollboothError, UpstreamError, UpstreamTimeout
+from lib.core.http import Reply
+from lib.core.log import get_logger
 
 log = get_logger("chat")
 RELAYED_HEADERS = ("openai-processing-ms", "openai-version", "x-ratelimit-limit-requests",
@@ -32,14 +33,14 @@ RELAYED_HEADERS = ("openai-processing-ms", "openai-version", "x-ratelimit-limit-
 
 def upstream_body(m: Metered) -> bytes:
     body = dict(m.body)
-    if m.grant.get("limit_capped"):
-        body["max_completion_tokens"] = m.grant["completion_tokens_limit"]
+    if m.grant.limit_capped:
+        body["max_completion_tokens"] = m.grant.completion_tokens_limit
     if m.stream:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _headers(m: Metered, remaining: Any, upstream_s: float, extra: httpx.Headers | None = None) -> dict[str, str]:
+def _headers(m: Metered, remaining: int, upstream_s: float, extra: httpx.Headers | None = None) -> dict[str, str]:
     total = time.perf_counter() - m.started
     headers = {
         "x-request-id": m.request_id,
@@ -52,16 +53,16 @@ def _headers(m: Metered, remaining: Any, upstream_s: float, extra: httpx.Headers
     return headers
 
 
-def _fail(db: Database, m: Metered, err: TollboothError, status: str, detail: str) -> NoReturn:
+def _fail(db: Database, m: Metered, err: TollboothError, status: UsageStatus, detail: str) -> NoReturn:
     """Release the reservation, record the failure, raise the error."""
     finish(db, m, status=status, http_status=err.status, usage=None, error=detail)
     raise err
 
 
-def proxy(db: Database, settings: Settings, m: Metered, user_agent: str | None) -> flask.Response:
+def proxy(db: Database, settings: Settings, m: Metered, user_agent: str | None) -> Reply:
     client = upstream_client(settings)
-    req = chat_request(client, settings.require("openai_api_key"), upstream_body(m),
-                       extra_headers={"x-request-id": m.request_id, **({"user-agent": user_agent} if user_agent else {})})
+    extra = {"x-request-id": m.request_id, **({"user-agent": user_agent} if user_agent else {})}
+    req = chat_request(client, settings.require("openai_api_key"), upstream_body(m), extra_headers=extra)
     sent = time.perf_counter()
     try:
         resp = client.send(req, stream=True)
@@ -77,7 +78,7 @@ def proxy(db: Database, settings: Settings, m: Metered, user_agent: str | None) 
     return _relay_json(db, m, resp, sent)
 
 
-def _relay_error(db: Database, m: Metered, resp: httpx.Response, sent: float) -> flask.Response:
+def _relay_error(db: Database, m: Metered, resp: httpx.Response, sent: float) -> Reply:
     try:
         content = resp.read()
     except httpx.HTTPError:
@@ -90,11 +91,10 @@ def _relay_error(db: Database, m: Metered, resp: httpx.Response, sent: float) ->
               "upstream_error", content[:500].decode("utf-8", "replace"))
     result = finish(db, m, status="upstream_error", http_status=resp.status_code, usage=None,
                     error=content[:500].decode("utf-8", "replace"))
-    return flask.Response(content, status=resp.status_code, mimetype="application/json",
-                          headers=_headers(m, result.get("remaining"), upstream_s, resp.headers))
+    return Reply(resp.status_code, _headers(m, result.remaining, upstream_s, resp.headers), content)
 
 
-def _relay_json(db: Database, m: Metered, resp: httpx.Response, sent: float) -> flask.Response:
+def _relay_json(db: Database, m: Metered, resp: httpx.Response, sent: float) -> Reply:
     try:
         content = resp.read()
     except httpx.TimeoutException as exc:
@@ -115,8 +115,7 @@ def _relay_json(db: Database, m: Metered, resp: httpx.Response, sent: float) -> 
         usage = estimated_usage(m, _content_tokens_guess(payload))
     result = finish(db, m, status="succeeded", http_status=200, usage=usage, estimated=estimated,
                     upstream_id=payload.get("id") if isinstance(payload, dict) else None)
-    return flask.Response(content, status=200, mimetype="application/json",
-                          headers=_headers(m, result.get("remaining"), upstream_s, resp.headers))
+    return Reply(200, _headers(m, result.remaining, upstream_s, resp.headers), content)
 
 
 def _content_tokens_guess(payload: Any) -> int:
@@ -127,71 +126,14 @@ def _content_tokens_guess(payload: Any) -> int:
     return -(-len(text.encode("utf-8")) // 4)
 
 
-class StreamMeter:
-    """Watches SSE events go by: the usage chunk, the chunk count, the upstream id."""
-
-    def __init__(self, client_wants_usage: bool):
-        self.client_wants_usage = client_wants_usage
-        self.usage: Usage | None = None
-        self.upstream_id: str | None = None
-        self.chunks = 0
-        self.done = False
-
-    def observe(self, event: bytes) -> bytes | None:
-        """The event to send the client, or None to hold it back."""
-        data = event[6:] if event.startswith(b"data: ") else (event[5:] if event.startswith(b"data:") else None)
-        if data is None:
-            return event
-        if data.strip() == b"[DONE]":
-            self.done = True
-            return event
-        if not self.client_wants_usage and b'"usage"' in event:
-            # we asked upstream for usage; a client that did not sees chunks as OpenAI sends them
-            event = event.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
-        if self.upstream_id is None or _has_usage(data):
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                return event
-            self.upstream_id = self.upstream_id or chunk.get("id")
-            usage = Usage.from_openai(chunk.get("usage"))
-            if usage is not None:
-                self.usage = usage
-                if not chunk.get("choices") and not self.client_wants_usage:
-                    return None
-                return event
-        self.chunks += 1
-        return event
-
-
-def _has_usage(data: bytes) -> bool:
-    """Cheap pre-check before parsing: a chunk with a non-null usage object."""
-    at = data.find(b'"usage"')
-    return at >= 0 and data[at + 7:at + 16].lstrip(b": ")[:1] == b"{"
-
-
-def sse_events(resp: httpx.Response) -> Iterator[bytes]:
-    buffer = b""
-    for piece in resp.iter_raw():
-        buffer += piece
-        if b"\r\n" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            event, buffer = buffer.split(b"\n\n", 1)
-            if event:
-                yield event
-    if buffer.strip():
-        yield buffer
-
-
-def _relay_stream(db: Database, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> flask.Response:
+def _relay_stream(db: Database, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
     wants_usage = bool((m.body.get("stream_options") or {}).get("include_usage"))
     meter = StreamMeter(wants_usage)
-    headers = _headers(m, m.grant.get("remaining"), 0.0, resp.headers)
+    headers = _headers(m, m.grant.remaining, 0.0, resp.headers)
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     def generate() -> Iterator[bytes]:
-        status = "succeeded"
+        status: UsageStatus = "succeeded"
         events = sse_events(resp)
         try:
             for event in events:
@@ -210,8 +152,7 @@ def _relay_stream(db: Database, settings: Settings, m: Metered, resp: httpx.Resp
             resp.close()
             _settle_stream(db, m, meter, status)
 
-    return flask.Response(generate(),
-                          status=200, mimetype="text/event-stream", headers=headers)
+    return Reply(200, headers, generate(), media_type="text/event-stream")
 
 
 def _drain(events: Iterator[bytes], meter: StreamMeter, budget_s: float) -> None:
@@ -226,7 +167,7 @@ def _drain(events: Iterator[bytes], meter: StreamMeter, budget_s: float) -> None
         pass
 
 
-def _settle_stream(db: Database, m: Metered, meter: StreamMeter, status: str) -> None:
+def _settle_stream(db: Database, m: Metered, meter: StreamMeter, status: UsageStatus) -> None:
     usage, estimated = meter.usage, False
     if usage is None:
         usage, estimated = estimated_usage(m, meter.chunks), True

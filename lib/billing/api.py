@@ -5,12 +5,13 @@ and the one mapping of its errors: Stripe refusing or failing is a 502, a timeou
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import stripe
 
-from lib.config import Settings
-from lib.errors import UpstreamError, UpstreamTimeout
+from lib.core.config import Settings
+from lib.core.errors import UpstreamError, UpstreamTimeout
 
 T = TypeVar("T")
 PAGE_SIZE = 100

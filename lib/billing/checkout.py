@@ -8,21 +8,17 @@ what Stripe answered through the same SQL sync functions the webhook uses.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Callable, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import flask
 import stripe
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from lib import stripe_api as api
-from lib.auth import bearer_token, verify_access_token
-from lib.config import get_settings
-from lib.db import Database, get_database
-from lib.errors import Conflict
-from lib.http import json_response, parse_json, require_method
-from lib.stripe_events import sync_objects
-from lib.stripe_objects import count
+from lib.billing import api
+from lib.billing.events import sync_objects
+from lib.billing.objects import count
+from lib.core.db import Database
+from lib.core.errors import Conflict
 
 
 def _absolute_url(value: str) -> str:
@@ -31,9 +27,6 @@ def _absolute_url(value: str) -> str:
         raise ValueError("must be an absolute http(s) URL")
     return value
 
-
-M = TypeVar("M", bound=BaseModel)
-Action = Callable[[Database, stripe.StripeClient, uuid.UUID, M], dict[str, Any]]
 
 RedirectUrl = Annotated[str, Field(max_length=2048), AfterValidator(_absolute_url)]
 
@@ -124,14 +117,3 @@ def refresh_org(db: Database, client: stripe.StripeClient, user_id: uuid.UUID, r
     ctx = billing_context(db, req.org_id, user_id, "member")
     return {"org_id": ctx["org_id"], "customer_id": customer_id, "subscriptions": subscriptions,
             "plan_id": ctx["plan_id"], "billing_status": ctx["billing_status"]}
-
-
-def run_route(request: flask.Request, model: type[M], action: Action[M]) -> flask.Response:
-    """A signed-in billing route: POST, Stripe configured (503), a valid Supabase JWT
-    (401), a valid body (400), then `action` for the token's user."""
-    require_method(request, "POST")
-    settings = get_settings()
-    client = api.make_client(settings)
-    claims = verify_access_token(bearer_token(request.headers.get("Authorization")), settings)
-    body = parse_json(request, model)
-    return json_response(action(get_database(), client, claims.user_id, body))

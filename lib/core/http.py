@@ -10,13 +10,15 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import flask
 from pydantic import BaseModel, ValidationError
 
-from lib.errors import BadRequest, TollboothError
-from lib.log import get_logger, log_fields, request_id_var
+from lib.core.errors import BadRequest, TollboothError
+from lib.core.log import get_logger, log_fields, request_id_var
 
 log = get_logger("http")
 Handler = Callable[[flask.Request], flask.Response]
@@ -28,6 +30,21 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer as domain code gives it (status, headers, bytes or a stream of
+    them); `reply_response` turns it into the framework's response."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | Iterator[bytes]
+    media_type: str = "application/json"
+
+
+def reply_response(reply: Reply) -> flask.Response:
+    return flask.Response(reply.body, status=reply.status, mimetype=reply.media_type, headers=reply.headers)
 
 
 def error_response(err: TollboothError) -> flask.Response:

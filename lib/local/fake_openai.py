@@ -34,7 +34,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -120,8 +121,8 @@ def validate_body(body: Any) -> dict:
         value = body.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1
                                   or (maximum is not None and value > maximum)):
-            raise ApiError(400, f"Invalid '{key}': expected an integer >= 1" + (f" and <= {maximum}" if maximum else ""),
-                           param=key)
+            bound = f" and <= {maximum}" if maximum else ""
+            raise ApiError(400, f"Invalid '{key}': expected an integer >= 1{bound}", param=key)
     return body
 
 
@@ -221,7 +222,8 @@ class FakeOpenAI:
         except ValueError:
             body = None  # recorded as raw text, answered with a 400 after auth
         with self._lock:
-            self._recorded.append({"method": request.method, "path": request.path, "body": body if body is not None else raw,
+            self._recorded.append({"method": request.method, "path": request.path,
+                                   "body": body if body is not None else raw,
                                    "headers": {k.lower(): v for k, v in request.headers.items()}})
         delay_ms = self.latency_ms + (_header_int(request, "x-fake-delay-ms") or 0)
         if delay_ms:
@@ -229,7 +231,8 @@ class FakeOpenAI:
         _require_auth(request)
         status = _header_int(request, "x-fake-status")
         if status and status >= 400:
-            raise ApiError(status, f"Injected error (x-fake-status: {status}).", code=request.headers.get("x-fake-error-code"))
+            raise ApiError(status, f"Injected error (x-fake-status: {status}).",
+                           code=request.headers.get("x-fake-error-code"))
         body = validate_body(body)
         disconnect_after = _header_int(request, "x-fake-disconnect-after")
         drop_usage = request.headers.get("x-fake-drop-usage", "").lower() in ("1", "true", "yes")
@@ -287,8 +290,8 @@ class _Completion:
     def full_object(self, include_usage: bool = True) -> dict:
         message = {"role": "assistant", "content": " ".join(self.words), "refusal": None, "annotations": []}
         return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
-                "choices": [{"index": i, "message": dict(message), "logprobs": None, "finish_reason": self.finish_reason}
-                            for i in range(self.n)],
+                "choices": [{"index": i, "message": dict(message), "logprobs": None,
+                             "finish_reason": self.finish_reason} for i in range(self.n)],
                 "usage": self.usage if include_usage else None,
                 "service_tier": "default", "system_fingerprint": SYSTEM_FINGERPRINT}
 
@@ -305,7 +308,8 @@ class _Completion:
             for index in range(self.n):
                 yield self.chunk([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}], **extra)
         for index in range(self.n):
-            yield self.chunk([{"index": index, "delta": {}, "logprobs": None, "finish_reason": self.finish_reason}], **extra)
+            final = {"index": index, "delta": {}, "logprobs": None, "finish_reason": self.finish_reason}
+            yield self.chunk([final], **extra)
 
 
 def _require_auth(request: Request) -> None:

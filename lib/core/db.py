@@ -4,7 +4,7 @@ Every state change is one SQL function in `public` that takes named arguments an
 returns `jsonb`; `Database.rpc(fn, args)` calls it and returns the decoded JSON. Through
 psycopg that is `select public.fn(a := $1, …)`; through PostgREST it is
 `POST /rest/v1/rpc/fn` with the service-role key. Both raise the same `TollboothError`
-for the same SQLSTATE (see lib.errors.from_sqlstate). Money travels as strings inside
+for the same SQLSTATE (see lib.core.errors.from_sqlstate). Money travels as strings inside
 the JSON, so neither transport ever sees a float.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from lib.config import Settings, get_settings
-from lib.errors import MissingSetting, ServiceUnavailable, TollboothError, from_sqlstate
+from lib.core.config import Settings, get_settings
+from lib.core.errors import MissingSetting, ServiceUnavailable, TollboothError, from_sqlstate
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _json_loads = partial(json.loads, parse_float=Decimal)
@@ -111,8 +111,8 @@ class PostgrestDatabase:
         self.client = client
 
     def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any:
-        from postgrest.exceptions import APIError
         import httpx
+        from postgrest.exceptions import APIError
 
         try:
             response = self.client.rpc(_check_name(fn), args or {}).execute()

@@ -1,40 +1,51 @@
 """`tollbooth dev` (= `make dev`): the whole local stack in one terminal."""
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
-import threading
+from collections.abc import Iterable
 from pathlib import Path
 
-from lib.config import reset_settings
+import psycopg
+
+from lib.core import log
+from lib.core.auth import mint_access_token
+from lib.core.config import reset_settings
+from lib.core.server import Mount, build_server
+from lib.local import embedded, migrate
+from lib.local.stack import LOCAL_JWT_SECRET, user_by_email
 
 DEMO_OWNER = "alice@example.com"
 DEMO_MEMBER = "bob@example.com"
-# seeded by supabase/seed.sql: 'xan_' || sha256('tollbooth-local-demo-key')
-DEMO_API_KEY = "xan_" + __import__("hashlib").sha256(b"tollbooth-local-demo-key").hexdigest()
 
 
-def run(args) -> int:
-    from lib import embedded, log, migrate
-    from lib.auth import mint_access_token
-    from lib.cli import LOCAL_JWT_SECRET, _user_by_email
-    from lib.server import build_server
+def demo_api_key(dsn: str) -> str:
+    """The key supabase/seed.sql gives the Acme org: the prefix, then sha256 of a phrase."""
+    with psycopg.connect(dsn) as conn:
+        prefix = migrate.api_key_prefix(conn)
+    return prefix + hashlib.sha256(b"tollbooth-local-demo-key").hexdigest()
 
+
+def run(host: str, port: int, data_dir: str, mounts: Iterable[Mount]) -> int:
     print("==> starting the embedded Postgres", flush=True)
-    dsn = os.environ.get("DATABASE_URL") or embedded.start(Path(args.data_dir))
+    dsn = os.environ.get("DATABASE_URL") or embedded.start(Path(data_dir))
     print("==> applying the local bootstrap, migrations and seed", flush=True)
     report = migrate.apply_all(dsn)
     print(f"    {len(report.applied)} new migration(s); seed applied", flush=True)
     os.environ["DATABASE_URL"] = dsn
     os.environ.setdefault("SUPABASE_JWT_SECRET", LOCAL_JWT_SECRET)
     os.environ.setdefault("CRON_SECRET", "local-cron-secret")
-    extra = _start_side_services(args)
+    extra = _start_side_services(host, port, demo_api_key(dsn))
     reset_settings()
     log.configure(os.environ.get("LOG_LEVEL", "WARNING"))
 
-    server = build_server(args.host, args.port)
-    base = f"http://{args.host}:{args.port}"
-    owner = _user_by_email(dsn, DEMO_OWNER)
+    server = build_server(host, port, mounts)
+    base = f"http://{host}:{port}"
+    owner = user_by_email(dsn, DEMO_OWNER)
+    if owner is None:
+        print(f"error: the seed has no {DEMO_OWNER}", file=sys.stderr)
+        return 1
     jwt = mint_access_token(owner[0], owner[1], os.environ["SUPABASE_JWT_SECRET"], ttl=24 * 3600)
     lines = [
         "",
@@ -62,27 +73,28 @@ def run(args) -> int:
     return 0
 
 
-def _start_side_services(args) -> list[str]:
+def _start_side_services(host: str, port: int, key: str) -> list[str]:
     """The fake OpenAI upstream when no real key is set, and the chat examples."""
-    base = f"http://{args.host}:{args.port}"
+    base = f"http://{host}:{port}"
     lines = []
     if not os.environ.get("OPENAI_API_KEY"):
-        from lib.fake_openai import FakeOpenAI
+        from lib.local.fake_openai import FakeOpenAI
 
         fake = FakeOpenAI(latency_ms=20)
-        upstream = fake.start(args.host, 0)
+        upstream = fake.start(host, 0)
         os.environ["OPENAI_BASE_URL"] = upstream
         os.environ["OPENAI_API_KEY"] = "sk-fake-local"
         lines.append(f"  (no OPENAI_API_KEY set: chat goes to the fake OpenAI upstream at {upstream})")
     lines += [
-        f"  curl -s {base}/v1/chat/completions -H 'authorization: Bearer {DEMO_API_KEY}' \\",
+        f"  curl -s {base}/v1/chat/completions -H 'authorization: Bearer {key}' \\",
         "       -H 'content-type: application/json' \\",
         "       -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"hello\"}]}'",
         f"  curl -s {base}/v1/chat/completions -H \"authorization: Bearer $TOKEN\" \\",
         "       -H 'content-type: application/json' \\",
-        "       -d '{\"model\": \"gpt-4o-mini\", \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'",
+        "       -d '{\"model\": \"gpt-4o-mini\", \"stream\": true, "
+        "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'",
         "",
-        f"Demo API key of the Acme org (seeded; local only): {DEMO_API_KEY}",
-        f"OpenAI SDK: OpenAI(base_url=\"{base}/v1\", api_key=\"{DEMO_API_KEY}\")",
+        f"Demo API key of the Acme org (seeded; local only): {key}",
+        f"OpenAI SDK: OpenAI(base_url=\"{base}/v1\", api_key=\"{key}\")",
     ]
     return lines

@@ -23,7 +23,8 @@ def _image_parts(messages: list[Any]) -> int:
     for m in messages:
         content = m.get("content") if isinstance(m, dict) else None
         if isinstance(content, list):
-            count += sum(1 for part in content if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"))
+            count += sum(1 for part in content
+                         if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"))
     return count
 
 

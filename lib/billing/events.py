@@ -9,16 +9,17 @@ is recorded as failed (its changes rolled back) and answered 500, so Stripe retr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lib.db import Database
-from lib.errors import BadRequest, TollboothError, Unprocessable
-from lib.http import validation_message
-from lib.log import get_logger
-from lib.stripe_objects import FINAL_SUBSCRIPTION_STATUSES, normalize
+from lib.billing.objects import FINAL_SUBSCRIPTION_STATUSES, normalize
+from lib.core.db import Database
+from lib.core.errors import BadRequest, TollboothError, Unprocessable
+from lib.core.http import validation_message
+from lib.core.log import get_logger
 
 log = get_logger("stripe")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import warnings
 import subprocess
+import warnings
 from pathlib import Path
 
 import psycopg

@@ -1,11 +1,7 @@
-"""API keys as the proxy sees them: recognise one and hash it the way the database stores it."""
+"""Hashing secrets the way the database stores them."""
 from __future__ import annotations
 
 import hashlib
-
-
-def is_api_key(token: str, prefix: str) -> bool:
-    return token.startswith(prefix)
 
 
 def hash_api_key(key: str) -> bytes:

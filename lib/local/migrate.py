@@ -8,12 +8,13 @@ Postgres error.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-SUPABASE_DIR = Path(__file__).resolve().parent.parent / "supabase"
+SUPABASE_DIR = Path(__file__).resolve().parents[2] / "supabase"
 
 
 class MigrationError(RuntimeError):
@@ -45,11 +46,28 @@ def _run_file(conn: psycopg.Connection, path: Path, after: tuple[str, tuple] | N
         raise MigrationError(f"{path.parent.name}/{path.name} failed: {detail}{where}") from exc
 
 
+def set_api_key_prefix(conn: psycopg.Connection, prefix: str) -> None:
+    """The database mints and recognises API keys; this is where their prefix lives."""
+    try:
+        conn.execute("update private.app_settings set value = %s where key = 'api_key_prefix'", (prefix,))
+    except psycopg.Error as exc:
+        raise MigrationError(f"API_KEY_PREFIX {prefix!r} refused: {exc.diag.message_primary or exc}") from exc
+
+
+def api_key_prefix(conn: psycopg.Connection) -> str:
+    row = conn.execute("select value from private.app_settings where key = 'api_key_prefix'").fetchone()
+    return str(row[0]) if row else "xan_"
+
+
 def migration_files(root: Path = SUPABASE_DIR) -> list[Path]:
     return sorted((root / "migrations").glob("*.sql"))
 
 
-def apply_all(dsn: str, *, seed: bool = True, root: Path = SUPABASE_DIR) -> MigrationReport:
+def apply_all(dsn: str, *, seed: bool = True, root: Path = SUPABASE_DIR,
+              api_key_prefix: str | None = None) -> MigrationReport:
+    """Bootstrap (plain Postgres only), apply new migrations, write the API key prefix
+    (`api_key_prefix`, else API_KEY_PREFIX, when set) into private.app_settings, seed."""
+    prefix = api_key_prefix if api_key_prefix is not None else os.environ.get("API_KEY_PREFIX")
     with psycopg.connect(dsn, autocommit=True) as conn:
         bootstrapped = False
         if not is_supabase(conn):
@@ -72,6 +90,8 @@ def apply_all(dsn: str, *, seed: bool = True, root: Path = SUPABASE_DIR) -> Migr
                 (version, [path.read_text()], name),
             ))
             applied.append(path.name)
+        if prefix:
+            set_api_key_prefix(conn, prefix)
         seeded = False
         if seed and (root / "seed.sql").exists():
             _run_file(conn, root / "seed.sql")

@@ -5,7 +5,7 @@ from functools import lru_cache
 
 import httpx
 
-from lib.config import Settings
+from lib.core.config import Settings
 
 
 @lru_cache(maxsize=8)
@@ -18,7 +18,8 @@ def _client(base_url: str, timeout_s: float, connect_s: float) -> httpx.Client:
 
 
 def upstream_client(settings: Settings) -> httpx.Client:
-    return _client(settings.openai_base_url, settings.upstream_timeout_seconds, settings.upstream_connect_timeout_seconds)
+    return _client(settings.openai_base_url, settings.upstream_timeout_seconds,
+                   settings.upstream_connect_timeout_seconds)
 
 
 def chat_request(client: httpx.Client, api_key: str, body: bytes, *, extra_headers: dict[str, str]) -> httpx.Request:

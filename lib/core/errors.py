@@ -1,6 +1,6 @@
 """One error hierarchy for every function, and its one mapping to HTTP JSON errors.
 
-A function raises a `TollboothError` subclass; `lib.http` turns it into
+A function raises a `TollboothError` subclass; `lib.core.http` turns it into
 `{"error": {"type", "message"}}` with the class's status. Database errors are mapped
 from their SQLSTATE by `from_sqlstate`, with the same rules PostgREST uses, so both
 database transports fail the same way.

@@ -1,28 +1,29 @@
-"""`tollbooth`: the local stack (embedded Postgres, migrations, seed, server) and admin tasks."""
+"""The local stack's commands: `dev`, `db start|stop`, `migrate`, `token`, `admin`,
+`fake-openai`."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from lib import stripe_cli
-from lib.config import DEFAULT_DATA_DIR, reset_settings
+import psycopg
 
-LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
-
-
-def _default_dsn(data_dir: str) -> str:
-    from lib import embedded, migrate
-
-    dsn = embedded.start(Path(data_dir))
-    migrate.apply_all(dsn)
-    return dsn
+from functions import mounts
+from lib.cli.common import database_url
+from lib.core.auth import mint_access_token
+from lib.core.server import serve_wsgi
+from lib.local import dev, embedded, migrate
+from lib.local.fake_openai import FakeOpenAI
+from lib.local.stack import LOCAL_JWT_SECRET, user_by_email
 
 
-def cmd_db_start(args) -> int:
-    from lib import embedded, migrate
+def cmd_dev(args: argparse.Namespace) -> int:
+    return dev.run(args.host, args.port, args.data_dir, mounts())
 
+
+def cmd_db_start(args: argparse.Namespace) -> int:
     dsn = embedded.start(Path(args.data_dir), fresh=args.fresh)
     report = migrate.apply_all(dsn, seed=not args.no_seed)
     print(f"bootstrap: {'applied' if report.bootstrapped else 'skipped (Supabase database)'}", file=sys.stderr)
@@ -32,18 +33,14 @@ def cmd_db_start(args) -> int:
     return 0
 
 
-def cmd_db_stop(args) -> int:
-    from lib import embedded
-
+def cmd_db_stop(args: argparse.Namespace) -> int:
     stopped = embedded.stop(Path(args.data_dir))
     print("stopped" if stopped else "not running")
     return 0
 
 
-def cmd_migrate(args) -> int:
-    from lib import migrate
-
-    dsn = args.database_url or os.environ.get("DATABASE_URL") or _default_dsn(args.data_dir)
+def cmd_migrate(args: argparse.Namespace) -> int:
+    dsn = database_url(args)
     try:
         report = migrate.apply_all(dsn, seed=args.seed)
     except migrate.MigrationError as exc:
@@ -55,37 +52,8 @@ def cmd_migrate(args) -> int:
     return 0
 
 
-def _env_for_serve(data_dir: str) -> None:
-    if not os.environ.get("DATABASE_URL") and not os.environ.get("SUPABASE_URL"):
-        os.environ["DATABASE_URL"] = _default_dsn(data_dir)
-    os.environ.setdefault("SUPABASE_JWT_SECRET", LOCAL_JWT_SECRET)
-    reset_settings()
-
-
-def cmd_serve(args) -> int:
-    from lib import log
-    from lib.server import serve_production
-
-    _env_for_serve(args.data_dir)
-    log.configure(os.environ.get("LOG_LEVEL", "INFO"))
-    print(f"serving every function on http://{args.host}:{args.port} "
-          f"({args.workers} workers x {args.threads} threads)", flush=True)
-    serve_production(args.host, args.port, args.workers, args.threads)
-    return 0
-
-
-def _user_by_email(dsn: str, email: str):
-    import psycopg
-
-    with psycopg.connect(dsn) as conn:
-        return conn.execute("select id, email from auth.users where lower(email) = lower(%s)", (email,)).fetchone()
-
-
-def cmd_token(args) -> int:
-    from lib.auth import mint_access_token
-
-    dsn = os.environ.get("DATABASE_URL") or _default_dsn(args.data_dir)
-    row = _user_by_email(dsn, args.email)
+def cmd_token(args: argparse.Namespace) -> int:
+    row = user_by_email(database_url(args), args.email)
     if not row:
         print(f"error: no user with email {args.email}", file=sys.stderr)
         return 1
@@ -94,12 +62,9 @@ def cmd_token(args) -> int:
     return 0
 
 
-def cmd_admin(args) -> int:
-    import psycopg
-
-    dsn = os.environ.get("DATABASE_URL") or _default_dsn(args.data_dir)
+def cmd_admin(args: argparse.Namespace) -> int:
     role = "admin" if args.action == "grant" else "user"
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(database_url(args)) as conn:
         row = conn.execute(
             "update public.profiles set role = %s where lower(email) = lower(%s) and role <> 'banned' "
             "returning email, role", (role, args.email)).fetchone()
@@ -110,29 +75,14 @@ def cmd_admin(args) -> int:
     return 0
 
 
-def cmd_fake_openai(args) -> int:
-    from lib.fake_openai import FakeOpenAI
-
-    from lib.server import serve_wsgi
-
+def cmd_fake_openai(args: argparse.Namespace) -> int:
     fake = FakeOpenAI(latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms)
     print(f"fake OpenAI listening on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
-    serve_wsgi(fake.wsgi_app, args.host, args.port, workers=1, threads=32)
+    serve_wsgi(lambda: fake.wsgi_app, args.host, args.port, workers=1, threads=32)
     return 0
 
 
-def cmd_dev(args) -> int:
-    from lib import dev
-
-    return dev.run(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tollbooth", description=__doc__)
-    p.add_argument("--data-dir", default=os.environ.get("TOLLBOOTH_DATA_DIR", DEFAULT_DATA_DIR),
-                   help="embedded Postgres data directory (default %(default)s)")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def register(sub: Any) -> None:
     d = sub.add_parser("dev", help="start everything locally and print how to use it")
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8787)
@@ -148,17 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
     t.set_defaults(func=cmd_db_stop)
 
-    m = sub.add_parser("migrate", help="apply the local bootstrap (plain Postgres), migrations and, with --seed, the seed")
+    m = sub.add_parser("migrate", help="apply the local bootstrap (plain Postgres), migrations and, "
+                                       "with --seed, the seed")
     m.add_argument("--database-url")
     m.add_argument("--seed", action="store_true")
     m.set_defaults(func=cmd_migrate)
-
-    sv = sub.add_parser("serve", help="serve every function on one server")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8787)
-    sv.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 2)))
-    sv.add_argument("--threads", type=int, default=16)
-    sv.set_defaults(func=cmd_serve)
 
     tk = sub.add_parser("token", help="mint a local access token for a user (local use only)")
     tk.add_argument("--email", required=True)
@@ -172,20 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     fk.add_argument("--chunk-delay-ms", type=int, default=0)
     fk.set_defaults(func=cmd_fake_openai)
 
-    stripe_cli.register(sub)
-
     ad = sub.add_parser("admin", help="platform admins").add_subparsers(dest="action", required=True)
     for action in ("grant", "revoke"):
         a = ad.add_parser(action)
         a.add_argument("email")
         a.set_defaults(func=cmd_admin)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

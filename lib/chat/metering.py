@@ -1,0 +1,228 @@
+"""The chat proxy's money path: who is calling, what to reserve, what to settle.
+
+Two database calls per request: `begin_chat_request` (authenticate, authorize the
+model, reserve the worst case) answers a `Grant`; `finish_chat_request` (price the
+real usage, settle or release, record usage_events and api_requests in one
+transaction) answers a `Settlement`. Both are typed here, read strictly: a key the
+SQL stops sending fails loudly, and a test compares the keys with the SQL's answers.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import MISSING, dataclass, field, fields
+from decimal import Decimal
+from typing import Any, Literal, Protocol, TypeVar, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from lib.chat.token_bounds import prompt_token_bound, prompt_token_estimate
+from lib.core.auth import bearer_token, looks_like_jwt, verify_access_token
+from lib.core.config import Settings
+from lib.core.crypto import hash_api_key
+from lib.core.db import Database
+from lib.core.errors import BadRequest, PaymentRequired, TollboothError, Unauthorized
+
+# the values of public.usage_status (the SQL type owns them; a test compares)
+UsageStatus = Literal["succeeded", "upstream_error", "upstream_timeout", "upstream_unreachable",
+                      "upstream_interrupted", "client_disconnected"]
+USAGE_STATUSES: tuple[str, ...] = get_args(UsageStatus)
+
+
+class Headers(Protocol):
+    """Case-insensitive request headers (flask's, starlette's and httpx's all are)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+class ChatBody(BaseModel):
+    """The Chat Completions request; parameters we do not know pass through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: StrictBool = False
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int | None = Field(default=None, ge=1, le=128)
+    stream_options: dict[str, Any] | None = None
+
+
+T = TypeVar("T")
+
+
+def _from_sql(cls: type[T], answer: Any, fn: str) -> T:
+    """A dataclass from a SQL function's jsonb answer; a missing key is a contract break."""
+    if not isinstance(answer, dict):
+        raise TollboothError(f"{fn} answered {type(answer).__name__}, not an object")
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}  # type: ignore[arg-type]
+    missing = required - answer.keys()
+    if missing:
+        raise TollboothError(f"{fn} did not answer {sorted(missing)}")
+    return cls(**{k: v for k, v in answer.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What `public.begin_chat_request` answers: the reservation and who pays."""
+
+    org_id: str
+    api_key_id: str | None
+    project_id: str | None
+    user_id: str | None
+    plan_id: str
+    model: str
+    reserved: int
+    remaining: int
+    completion_tokens_limit: int
+    limit_capped: bool
+
+    @classmethod
+    def from_sql(cls, answer: Any) -> Grant:
+        return _from_sql(cls, answer, "begin_chat_request")
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What `public.finish_chat_request` answers. A replay (the request was already
+    finished) carries only the first four, plus `charged` when it had settled."""
+
+    org_id: str
+    status: str  # the reservation's: 'settled' or 'released'
+    remaining: int
+    replayed: bool
+    charged: int | None = None
+    uncollected: int | None = None
+    cost_usd: Decimal | None = None
+    credits: int | None = None
+
+    @classmethod
+    def from_sql(cls, answer: Any) -> Settlement:
+        return _from_sql(cls, answer, "finish_chat_request")
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_hash: bytes | None = None
+    user_id: uuid.UUID | None = None
+    org_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage | None:
+        if not isinstance(usage, dict) or "prompt_tokens" not in usage:
+            return None
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        )
+
+
+@dataclass
+class Metered:
+    """One request between begin and finish."""
+
+    request_id: str
+    endpoint: str
+    body: dict[str, Any]
+    grant: Grant
+    meeting_id: uuid.UUID | None
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def org_id(self) -> str:
+        return self.grant.org_id
+
+
+def uuid_header(headers: Headers, name: str) -> uuid.UUID | None:
+    raw = headers.get(name)
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a UUID") from exc
+
+
+def authenticate(headers: Headers, settings: Settings) -> Caller:
+    """A Supabase user JWT, or else an API key (checked in the database by begin, which
+    owns the key format: its prefix lives in private.app_settings)."""
+    token = bearer_token(headers.get("authorization"))
+    if not looks_like_jwt(token):
+        return Caller(key_hash=hash_api_key(token))
+    claims = verify_access_token(token, settings)
+    return Caller(user_id=claims.user_id, org_id=uuid_header(headers, "x-org-id"))
+
+
+def completion_limit(body: ChatBody) -> int | None:
+    return body.max_completion_tokens or body.max_tokens
+
+
+def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
+          request_id: str, endpoint: str, headers: Headers, started: float | None = None) -> Metered:
+    meeting_id = uuid_header(headers, "x-meeting-id")
+    try:
+        answer = db.rpc("begin_chat_request", {
+            "request_id": request_id,
+            "model": body.model,
+            "prompt_tokens_bound": prompt_token_bound(raw),
+            "completion_tokens_limit": completion_limit(body),
+            "choices": body.n or 1,
+            "key_hash": caller.key_hash,
+            "user_id": caller.user_id,
+            "org_id": caller.org_id,
+        })
+    except PaymentRequired as err:
+        err.headers["x-should-retry"] = "false"
+        raise
+    except Unauthorized as err:
+        if caller.key_hash is not None:
+            err.type = "invalid_api_key"  # OpenAI's code for a key it does not know
+        raise
+    return Metered(request_id, endpoint, raw, Grant.from_sql(answer), meeting_id, body.stream,
+                   started or time.perf_counter())
+
+
+def finish(db: Database, m: Metered, *, status: UsageStatus, http_status: int, usage: Usage | None,
+           estimated: bool = False, upstream_id: str | None = None, error: str | None = None) -> Settlement:
+    return Settlement.from_sql(db.rpc("finish_chat_request", {
+        "request_id": m.request_id,
+        "status": status,
+        "http_status": http_status,
+        "endpoint": m.endpoint,
+        "org_id": m.grant.org_id,
+        "model": m.grant.model,
+        "api_key_id": m.grant.api_key_id,
+        "user_id": m.grant.user_id,
+        "project_id": m.grant.project_id,
+        "meeting_id": m.meeting_id,
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "cached_tokens": usage.cached_tokens if usage else 0,
+        "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+        "estimated": estimated,
+        "stream": m.stream,
+        "upstream_id": upstream_id,
+        "latency_ms": int((time.perf_counter() - m.started) * 1000),
+        "error": error,
+    }))
+
+
+def estimated_usage(m: Metered, completion_chunks: int) -> Usage:
+    """What to charge when the upstream never reported usage: a typical prompt count
+    plus one token per content chunk seen."""
+    return Usage(prompt_tokens=prompt_token_estimate(m.body), completion_tokens=max(completion_chunks, 0))
