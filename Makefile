@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install clean
+.PHONY: dev test check install clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PY)" || { echo "python3.11 not found; set PY=/path/to/python3.11"; exit 1; }
@@ -20,6 +20,12 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# lint + import order, types, and the layout rule (fast: no database)
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_layout.py tests/core/test_code_rules.py
 
 clean:
 	rm -rf $(VENV) .tollbooth

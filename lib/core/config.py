@@ -43,19 +43,15 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        values = {}
-        for name in cls.model_fields:
-            raw = env.get(name.upper())
-            if raw not in (None, ""):
-                values[name] = raw
-        return cls(**values)
+        values = {name: env[name.upper()] for name in cls.model_fields if env.get(name.upper())}
+        return cls.model_validate(values)
 
     def require(self, name: str) -> str:
         """The value of a setting a route cannot work without, or MissingSetting (503)."""
         value = getattr(self, name)
-        if value in (None, ""):
+        if value is None or value == "":
             raise MissingSetting(name.upper())
-        return value
+        return str(value)
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,7 @@ class TollboothError(Exception):
             self.type = type
         self.headers = headers or {}
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, dict[str, str]]:
         return {"error": {"type": self.type, "message": self.message}}
 
 
@@ -41,6 +41,10 @@ class Forbidden(TollboothError):
 
 class NotFound(TollboothError):
     status, type = 404, "not_found"
+
+
+class MethodNotAllowed(TollboothError):
+    status, type = 405, "method_not_allowed"
 
 
 class Conflict(TollboothError):

