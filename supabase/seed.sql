@@ -1,13 +1,7 @@
 -- Local demo data: two users, Alice's personal org and the "Acme" team org where Bob is
 -- a member. Idempotent; `tollbooth db start` and the test suite apply it after migrations.
 
-insert into public.plans (id, name, monthly_credits, features, sort_order) values
-  ('free', 'Free', 1000, '{"models": ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1-nano"]}', 0),
-  ('pro', 'Pro', 50000, '{}', 10),
-  ('enterprise', 'Enterprise', 1000000, '{}', 20)
-on conflict (id) do update
-  set name = excluded.name, monthly_credits = excluded.monthly_credits, features = excluded.features,
-      sort_order = excluded.sort_order;
+-- The plans come from their migration (tenancy): production needs them for sign-up.
 
 insert into auth.users (id, aud, role, email, email_confirmed_at, raw_user_meta_data, raw_app_meta_data)
 values
@@ -31,11 +25,15 @@ values ('00000000-0000-4000-8000-0000000000f1', '00000000-0000-4000-8000-0000000
         'Support bot on the marketing site', '00000000-0000-4000-8000-00000000a11c')
 on conflict (id) do nothing;
 
--- A demo API key for the Acme org, printed by `make dev`. Its value is public
--- ('xan_' || sha256 of a fixed phrase): local use only.
+-- A demo API key for the Acme org, printed by `make dev`. Its value is public (the
+-- instance's API key prefix, from private.app_settings, then sha256 of a fixed phrase):
+-- local use only. The display prefix is the key prefix and the first 8 characters, as
+-- create_api_key makes it.
 insert into public.api_keys (id, org_id, created_by, name, description, prefix, key_hash)
 select '00000000-0000-4000-8000-0000000000ce', '00000000-0000-4000-8000-00000000ac3e',
        '00000000-0000-4000-8000-00000000a11c', 'Local demo key', 'Seeded for make dev',
-       'xan_' || left(k, 8), pg_catalog.sha256(convert_to('xan_' || k, 'UTF8'))
-from (select encode(pg_catalog.sha256(convert_to('tollbooth-local-demo-key', 'UTF8')), 'hex') as k) s
+       s.prefix || left(s.k, 8), pg_catalog.sha256(convert_to(s.prefix || s.k, 'UTF8'))
+from (select a.value as prefix,
+             encode(pg_catalog.sha256(convert_to('tollbooth-local-demo-key', 'UTF8')), 'hex') as k
+      from private.app_settings a where a.key = 'api_key_prefix') s
 on conflict (id) do nothing;

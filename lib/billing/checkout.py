@@ -16,7 +16,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lib.billing import api
 from lib.billing.events import sync_objects
-from lib.billing.objects import count
 from lib.core.db import Database
 from lib.core.errors import Conflict
 
@@ -52,9 +51,13 @@ class SyncRequest(BaseModel):
 
 
 def billing_context(db: Database, org_id: uuid.UUID, user_id: uuid.UUID, min_role: str,
-                    price_id: str | None = None) -> dict[str, Any]:
+                    price_id: str | None = None, quantity: int = 1) -> dict[str, Any]:
+    """What the user may do with the organization's billing; with a price, also what
+    `quantity` units of it buy (`checkout_credits`, `credits_expire_days`: SQL computes
+    them, null unless the price is a credit pack)."""
     return db.rpc("stripe_billing_context", {"org_id": str(org_id), "user_id": str(user_id),
-                                             "min_role": min_role, "price_id": price_id})
+                                             "min_role": min_role, "price_id": price_id,
+                                             "quantity": quantity})
 
 
 def _require_customer(ctx: dict[str, Any]) -> str:
@@ -75,7 +78,7 @@ def start_checkout(db: Database, client: stripe.StripeClient, user_id: uuid.UUID
                    req: CheckoutRequest) -> dict[str, Any]:
     """Owners and admins: a Checkout Session for an active price (subscription or payment
     mode from the price's type), paid by the organization's customer (created once)."""
-    ctx = billing_context(db, req.org_id, user_id, "admin", req.price_id)
+    ctx = billing_context(db, req.org_id, user_id, "admin", req.price_id, req.quantity)
     price, org = ctx["price"], ctx["org_id"]
     mode = "subscription" if price["type"] == "recurring" else "payment"
     if mode == "subscription" and ctx["billing_status"] in ("active", "past_due"):
@@ -83,11 +86,11 @@ def start_checkout(db: Database, client: stripe.StripeClient, user_id: uuid.UUID
                        type="already_subscribed")
     customer = _ensure_customer(db, client, ctx)
     metadata = {"org_id": org, "price_id": req.price_id, "quantity": str(req.quantity)}
-    per_unit, days = count(price.get("credits")), count(price.get("credits_expire_days"))
-    if mode == "payment" and per_unit:
-        metadata["credits"] = str(per_unit * req.quantity)
-        if days:
-            metadata["credits_expire_days"] = str(days)
+    # the pack's credits as SQL computed them (private.pack_credits), verbatim
+    if ctx["checkout_credits"] is not None:
+        metadata["credits"] = str(ctx["checkout_credits"])
+        if ctx["credits_expire_days"] is not None:
+            metadata["credits_expire_days"] = str(ctx["credits_expire_days"])
     params: dict[str, Any] = {
         "mode": mode, "customer": customer, "client_reference_id": org,
         "line_items": [{"price": req.price_id, "quantity": req.quantity}],

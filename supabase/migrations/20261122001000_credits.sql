@@ -11,39 +11,14 @@
  * so they serialize per organization, never deadlock, and never go below zero.
  */
 
--- Section - settings
+-- Section - Types
 
-/**
- * Instance-wide settings SQL functions need (the API key prefix, the credit price).
- */
-create table private.app_settings (
-  key text primary key,
-  value text not null
-);
--- not exposed and granted to no API role; RLS on as well, with no policies
-alter table private.app_settings enable row level security;
-insert into private.app_settings (key, value) values
-  ('api_key_prefix', 'xan_'),
-  -- how many credits one US dollar of upstream cost buys (1 credit = $0.001)
-  ('credits_per_usd', '1000')
-on conflict (key) do nothing;
-
-create or replace function private.setting(name text)
-returns text
-language sql stable
-security definer
-set search_path = ''
-as $$
-  select s.value from private.app_settings s where s.key = setting.name;
-$$;
-
--- Section - types
 create type public.credit_grant_kind as enum ('plan', 'purchase', 'trial', 'adjustment');
 create type public.credit_entry_kind as enum (
   'grant', 'reservation', 'settlement', 'release', 'expiry', 'adjustment'
 );
 
--- Section - tables
+-- Section - Tables
 
 /**
  * One row per organization: what it may spend now (`balance`) and what is held by
@@ -61,6 +36,9 @@ create table public.credit_accounts (
 alter table public.credit_accounts enable row level security;
 revoke all on public.credit_accounts from anon, authenticated;
 grant select on public.credit_accounts to authenticated;
+
+comment on table public.credit_accounts is
+  'Per organization: the credits it may spend now (balance) and those held by requests in flight (reserved).';
 
 /**
  * Buckets of credits. `remaining` is what settlements have not consumed yet; at
@@ -85,6 +63,9 @@ alter table public.credit_grants enable row level security;
 revoke all on public.credit_grants from anon, authenticated;
 grant select on public.credit_grants to authenticated;
 
+comment on table public.credit_grants is
+  'Buckets of credits (plan allowance, purchases, trials, adjustments) with what is left and when it expires.';
+
 /**
  * Append-only: every change of a balance, signed (+ adds to what the org may spend).
  * sum(amount) per organization = credit_accounts.balance.
@@ -106,6 +87,49 @@ create index credit_ledger_request_id_idx on public.credit_ledger (request_id) w
 alter table public.credit_ledger enable row level security;
 revoke all on public.credit_ledger from anon, authenticated;
 grant select on public.credit_ledger to authenticated;
+
+comment on table public.credit_ledger is
+  'Append-only record of every credit movement; its sum per organization equals the balance.';
+
+/**
+ * The worst-case hold of one request, settled or released exactly once (by request_id).
+ */
+create table public.credit_reservations (
+  request_id text primary key check (char_length(request_id) between 1 and 200),
+  org_id uuid not null references public.organizations (id) on delete cascade,
+  amount bigint not null check (amount >= 0),
+  status text not null default 'open' check (status in ('open', 'settled', 'released')),
+  charged bigint check (charged >= 0),
+  expires_at timestamptz not null,
+  created_at timestamptz not null default now(),
+  closed_at timestamptz
+);
+create index credit_reservations_org_id_idx on public.credit_reservations (org_id);
+create index credit_reservations_open_idx on public.credit_reservations (expires_at) where status = 'open';
+create index credit_reservations_org_open_idx on public.credit_reservations (org_id, expires_at) where status = 'open';
+alter table public.credit_reservations enable row level security;
+revoke all on public.credit_reservations from anon, authenticated;
+
+comment on table public.credit_reservations is
+  'The worst-case hold of one metered request, settled or released exactly once.';
+
+/**
+ * What the frontend shows: remaining credits per organization (members only, via RLS
+ * of credit_accounts: the view runs with the caller's rights).
+ */
+create view public.credit_balances with (security_invoker = true) as
+  select a.org_id, a.balance as remaining, a.reserved, a.period_start, a.period_end,
+         coalesce((select sum(g.remaining) from public.credit_grants g
+                   where g.org_id = a.org_id and g.kind = 'plan' and g.remaining > 0), 0)::bigint as plan_remaining,
+         a.updated_at
+  from public.credit_accounts a;
+revoke all on public.credit_balances from anon, authenticated;
+grant select on public.credit_balances to authenticated;
+
+comment on view public.credit_balances is
+  'Remaining and reserved credits per organization, as the frontend shows them.';
+
+-- Section - Triggers
 
 /**
  * Ledger rows are never changed or removed (except with their organization).
@@ -145,38 +169,26 @@ create trigger credit_ledger_no_truncate before truncate on public.credit_ledger
   for each statement execute function private.forbid_ledger_rewrite();
 
 /**
- * The worst-case hold of one request, settled or released exactly once (by request_id).
+ * New organization: credit account plus the current period's plan allowance.
  */
-create table public.credit_reservations (
-  request_id text primary key check (char_length(request_id) between 1 and 200),
-  org_id uuid not null references public.organizations (id) on delete cascade,
-  amount bigint not null check (amount >= 0),
-  status text not null default 'open' check (status in ('open', 'settled', 'released')),
-  charged bigint check (charged >= 0),
-  expires_at timestamptz not null,
-  created_at timestamptz not null default now(),
-  closed_at timestamptz
-);
-create index credit_reservations_org_id_idx on public.credit_reservations (org_id);
-create index credit_reservations_open_idx on public.credit_reservations (expires_at) where status = 'open';
-create index credit_reservations_org_open_idx on public.credit_reservations (org_id, expires_at) where status = 'open';
-alter table public.credit_reservations enable row level security;
-revoke all on public.credit_reservations from anon, authenticated;
+create or replace function private.handle_new_organization()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  insert into public.credit_accounts (org_id) values (new.id) on conflict (org_id) do nothing;
+  perform private.ensure_current_period(new.id);
+  return new;
+end;
+$$;
 
-/**
- * What the frontend shows: remaining credits per organization (members only, via RLS
- * of credit_accounts: the view runs with the caller's rights).
- */
-create view public.credit_balances with (security_invoker = true) as
-  select a.org_id, a.balance as remaining, a.reserved, a.period_start, a.period_end,
-         coalesce((select sum(g.remaining) from public.credit_grants g
-                   where g.org_id = a.org_id and g.kind = 'plan' and g.remaining > 0), 0)::bigint as plan_remaining,
-         a.updated_at
-  from public.credit_accounts a;
-revoke all on public.credit_balances from anon, authenticated;
-grant select on public.credit_balances to authenticated;
+create trigger on_organization_created
+  after insert on public.organizations
+  for each row execute function private.handle_new_organization();
 
--- Section - private helpers (the only writers)
+-- Section - Private helpers
 
 /**
  * Appends one ledger row (the account row is already locked and updated).
@@ -454,328 +466,28 @@ begin
 end;
 $$;
 
--- Section - reservations
-
-/**
- * Holds `amount` credits for one request. One conditional update: under any
- * concurrency the balance never goes below zero. Idempotent by request id.
- * Not enough credits: PT402.
- */
-create or replace function private.reserve_credits(
-  org uuid, request_id text, amount bigint, ttl_seconds integer default 900
-)
-returns bigint
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-  if amount is null or amount < 0 then
-    raise exception 'a reservation must be zero or more credits' using errcode = 'PT400';
-  end if;
-  perform private.prepare_account(org);
-  return private.hold_credits(org, request_id, amount, ttl_seconds);
-end;
-$$;
-
-/**
- * The first step of every reservation: the current plan period, the account row
- * locked, and holds of crashed requests released.
- */
-create or replace function private.prepare_account(org uuid)
-returns public.credit_accounts
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  acct public.credit_accounts;
-begin
-  perform private.ensure_current_period(org);
-  acct := private.lock_account(org);
-  if private.release_expired_reservations(org) > 0 then
-    select * into acct from public.credit_accounts a where a.org_id = prepare_account.org;
-  end if;
-  return acct;
-end;
-$$;
-
-/**
- * Holds `amount` on a prepared (locked) account: one conditional update, so the
- * balance never goes below zero. PT409 for a reused request id, PT402 when short.
- */
-create or replace function private.hold_credits(org uuid, request_id text, amount bigint, ttl_seconds integer)
-returns bigint
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  new_balance bigint;
-begin
-  if exists (select 1 from public.credit_reservations r where r.request_id = hold_credits.request_id) then
-    raise exception 'request id % was already used', request_id using errcode = 'PT409';
-  end if;
-  update public.credit_accounts a
-  set balance = a.balance - hold_credits.amount, reserved = a.reserved + hold_credits.amount, updated_at = now()
-  where a.org_id = hold_credits.org and a.balance >= hold_credits.amount
-  returning a.balance into new_balance;
-  if new_balance is null then
-    raise exception 'insufficient credits: this request may cost up to % credits', amount
-      using errcode = 'PT402';
-  end if;
-  insert into public.credit_reservations (request_id, org_id, amount, expires_at)
-  values (request_id, org, amount, now() + make_interval(secs => ttl_seconds));
-  perform private.append_ledger(org, 'reservation', -amount, new_balance, null, request_id, null);
-  return new_balance;
-end;
-$$;
-
-/**
- * Closes a reservation exactly once: with a charge (settle) the unused part returns
- * to the balance, and a charge above the hold takes what the balance has and no more
- * (never below zero); without one (release) the whole hold returns. Closing a closed
- * reservation changes nothing and returns what it recorded (`replayed`).
- */
-create or replace function private.close_reservation(request_id text, charge bigint, reason text default null)
-returns jsonb
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  r public.credit_reservations;
-  acct public.credit_accounts;
-  settling boolean := charge is not null;
-  final_charge bigint := 0;
-  result jsonb;
-begin
-  select * into r from public.credit_reservations x where x.request_id = close_reservation.request_id;
-  if r.request_id is null then
-    raise exception 'no reservation for request %', request_id using errcode = 'PT404';
-  end if;
-  acct := private.lock_account(r.org_id);
-  select * into r from public.credit_reservations x where x.request_id = close_reservation.request_id for update;
-  if r.status <> 'open' then
-    result := jsonb_build_object('org_id', r.org_id, 'status', r.status, 'remaining', acct.balance, 'replayed', true);
-    return case when settling then result || jsonb_build_object('charged', coalesce(r.charged, 0)) else result end;
-  end if;
-
-  if settling then
-    final_charge := least(greatest(charge, 0), r.amount + acct.balance);
-  end if;
-  update public.credit_reservations x
-  set status = case when settling then 'settled' else 'released' end, charged = final_charge, closed_at = now()
-  where x.request_id = r.request_id;
-  perform private.post_ledger(r.org_id, case when settling then 'settlement' else 'release' end::public.credit_entry_kind,
-    r.amount - final_charge, null, r.request_id,
-    case when not settling then reason
-         when final_charge < charge then 'charge capped at the available balance; uncollected ' || (charge - final_charge) end,
-    -r.amount);
-  if final_charge > 0 then
-    perform private.consume_grants(r.org_id, final_charge);
-  end if;
-  result := jsonb_build_object('org_id', r.org_id, 'status', case when settling then 'settled' else 'released' end,
-                               'remaining', private.expire_leftovers(r.org_id), 'replayed', false);
-  return case when settling
-              then result || jsonb_build_object('charged', final_charge, 'uncollected', charge - final_charge)
-              else result end;
-end;
-$$;
-
-/**
- * Settles a reservation with its real charge (see private.close_reservation).
- */
-create or replace function private.settle_credits(request_id text, charge bigint)
-returns jsonb
-language sql
-security definer
-set search_path = ''
-as $$
-  select private.close_reservation(settle_credits.request_id, coalesce(settle_credits.charge, 0));
-$$;
-
-/**
- * Returns a whole reservation to the balance (see private.close_reservation).
- */
-create or replace function private.release_credits(request_id text, reason text default null)
-returns jsonb
-language sql
-security definer
-set search_path = ''
-as $$
-  select private.close_reservation(release_credits.request_id, null, release_credits.reason);
-$$;
-
-/**
- * Releases reservations that outlived their ttl by `grace` (a function that crashed
- * between reserve and settle): one organization's (reserve_credits calls it with the
- * account locked, so a crash never strands credits even when no cron runs), or, with
- * `org` null, everybody's (the cron job, under its advisory lock).
- */
-create or replace function private.release_expired_reservations(
-  org uuid, grace interval default interval '0', max_rows integer default 100
-)
-returns integer
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  rid text;
-  released integer := 0;
-begin
-  for rid in
-    select r.request_id from public.credit_reservations r
-    where (release_expired_reservations.org is null or r.org_id = release_expired_reservations.org)
-      and r.status = 'open' and r.expires_at <= now() - grace
-    order by r.expires_at
-    limit max_rows
-  loop
-    perform private.release_credits(rid, 'stale reservation released');
-    released := released + 1;
-  end loop;
-  return released;
-end;
-$$;
-
--- Section - public RPCs for the service role (jobs, webhooks, tests)
-
-/**
- * Service role: hold credits for a request (see private.reserve_credits).
- */
-create or replace function public.reserve_credits(org_id uuid, request_id text, amount bigint, ttl_seconds integer default 900)
-returns jsonb
-language sql
-security definer
-set search_path = ''
-as $$
-  select jsonb_build_object('remaining', private.reserve_credits(reserve_credits.org_id, reserve_credits.request_id,
-                                                                 reserve_credits.amount, reserve_credits.ttl_seconds),
-                            'reserved', reserve_credits.amount);
-$$;
-
-/**
- * Service role: settle a reservation with its real charge (idempotent).
- */
-create or replace function public.settle_credits(request_id text, charge bigint)
-returns jsonb
-language sql
-security definer
-set search_path = ''
-as $$
-  select private.settle_credits(settle_credits.request_id, settle_credits.charge);
-$$;
-
-/**
- * Service role: release a reservation (idempotent).
- */
-create or replace function public.release_credits(request_id text, reason text default null)
-returns jsonb
-language sql
-security definer
-set search_path = ''
-as $$
-  select private.release_credits(release_credits.request_id, release_credits.reason);
-$$;
-
-/**
- * Service role (cron): releases reservations whose request never settled (a crashed
- * function), and expires grants past their expiry. Returns what it did.
- */
-create or replace function public.release_stale_reservations(older_than_seconds integer default 0)
-returns jsonb
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  released integer;
-  gid bigint;
-  expired integer := 0;
-begin
-  -- one run at a time: a run locks many organizations' accounts, so two overlapping
-  -- runs could take them in opposite orders
-  perform pg_advisory_xact_lock(hashtext('public.release_stale_reservations'));
-  released := private.release_expired_reservations(null, make_interval(secs => older_than_seconds), 10000);
-  for gid in
-    select g.id from public.credit_grants g
-    where g.expired_at is null and g.remaining > 0 and g.expires_at <= now()
-    limit 10000
-  loop
-    perform private.expire_grant(gid, 'grant expired');
-    expired := expired + 1;
-  end loop;
-  return jsonb_build_object('released_reservations', released, 'expired_grants', expired);
-end;
-$$;
-
-/**
- * Service role: add credits to an organization (purchases, trials, support adjustments).
- * Idempotent by external_id.
- */
-create or replace function public.grant_credits(
-  org_id uuid, kind public.credit_grant_kind, amount bigint, expires_at timestamptz default null,
-  external_id text default null, description text default null
-)
-returns jsonb
-language sql
-security definer
-set search_path = ''
-as $$
-  select jsonb_build_object('grant_id', private.grant_credits(grant_credits.org_id, grant_credits.kind,
-    grant_credits.amount, grant_credits.expires_at, grant_credits.external_id, grant_credits.description));
-$$;
-
-revoke execute on function public.reserve_credits(uuid, text, bigint, integer) from public, anon, authenticated;
-revoke execute on function public.settle_credits(text, bigint) from public, anon, authenticated;
-revoke execute on function public.release_credits(text, text) from public, anon, authenticated;
-revoke execute on function public.release_stale_reservations(integer) from public, anon, authenticated;
-revoke execute on function public.grant_credits(uuid, public.credit_grant_kind, bigint, timestamptz, text, text) from public, anon, authenticated;
-grant execute on function public.reserve_credits(uuid, text, bigint, integer) to service_role;
-grant execute on function public.settle_credits(text, bigint) to service_role;
-grant execute on function public.release_credits(text, text) to service_role;
-grant execute on function public.release_stale_reservations(integer) to service_role;
-grant execute on function public.grant_credits(uuid, public.credit_grant_kind, bigint, timestamptz, text, text) to service_role;
-
--- Section - every organization holds its plan's allowance from the moment it exists
-
-/**
- * New organization: credit account plus the current period's plan allowance.
- */
-create or replace function private.handle_new_organization()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-  insert into public.credit_accounts (org_id) values (new.id) on conflict (org_id) do nothing;
-  perform private.ensure_current_period(new.id);
-  return new;
-end;
-$$;
-
-create trigger on_organization_created
-  after insert on public.organizations
-  for each row execute function private.handle_new_organization();
-
 -- existing organizations
 select private.ensure_current_period(o.id) from public.organizations o;
 
--- Section - policies
+-- Section - Policies
 
--- Members see their organization's balance.
+/**
+ * Members see their organization's balance.
+ */
 create policy "Credit accounts are viewable by members" on public.credit_accounts
   for select to authenticated
   using (org_id in (select private.member_org_ids('member')));
 
--- Members see their organization's grants.
+/**
+ * Members see their organization's grants.
+ */
 create policy "Credit grants are viewable by members" on public.credit_grants
   for select to authenticated
   using (org_id in (select private.member_org_ids('member')));
 
--- Members see their organization's ledger.
+/**
+ * Members see their organization's ledger.
+ */
 create policy "Credit ledger is viewable by members" on public.credit_ledger
   for select to authenticated
   using (org_id in (select private.member_org_ids('member')));

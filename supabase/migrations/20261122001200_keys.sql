@@ -4,7 +4,8 @@
  * keys (never the hash); owners and admins create and revoke them.
  */
 
--- Section - tables
+-- Section - Tables
+
 create table public.api_keys (
   id uuid primary key default gen_random_uuid(),
   org_id uuid not null references public.organizations (id) on delete cascade,
@@ -40,17 +41,24 @@ grant select (id, org_id, project_id, created_by, name, description, prefix, sta
               last_used_at, usage_count, revoked_at, revoked_by, unkey_key_id, created_at, updated_at)
   on public.api_keys to authenticated;
 
+comment on table public.api_keys is
+  'Organization API keys: display prefix, status, limits and usage; never the key or its hash.';
+
+-- Section - Triggers
+
 create trigger api_keys_set_updated_at before update on public.api_keys
   for each row execute function private.set_updated_at();
 
--- Section - policies
+-- Section - Policies
 
--- Members list their organization's keys (column grants keep key_hash out).
+/**
+ * Members list their organization's keys (column grants keep key_hash out).
+ */
 create policy "API keys are viewable by members" on public.api_keys
   for select to authenticated
   using (org_id in (select private.member_org_ids('member')));
 
--- Section - RPCs
+-- Section - Public RPCs
 
 /**
  * Owners and admins create a key; the plaintext is in the result and nowhere else.

@@ -4,6 +4,8 @@
  * SQLSTATEs PostgREST maps to HTTP: 42501 -> 403, PTxxx -> xxx.
  */
 
+-- Section - Public RPCs
+
 /**
  * Any active user creates a team organization and becomes its owner.
  * Bad name or slug: 400. Slug taken: 409.

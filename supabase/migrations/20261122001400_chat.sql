@@ -1,13 +1,11 @@
 /**
- * Metering: model prices, one usage_events row per metered call (partitioned by
- * month so retention drops partitions), a per-key api_requests log, and the two SQL
- * functions the chat proxy calls per request: begin_chat_request (authenticate,
- * authorize the model, reserve the worst case: one round trip) and
- * finish_chat_request (price the real usage, settle or release, record the rows:
- * one transaction).
+ * Chat: model prices and the two SQL functions the chat proxy calls per request:
+ * begin_chat_request (authenticate, authorize the model, reserve the worst case: one
+ * round trip) and finish_chat_request (price the real usage, settle or release, record
+ * the usage event and the request: one transaction).
  */
 
--- Section - model prices
+-- Section - Tables
 
 create table public.model_prices (
   model text primary key,
@@ -24,8 +22,9 @@ create table public.model_prices (
 alter table public.model_prices enable row level security;
 revoke all on public.model_prices from anon, authenticated;
 grant select on public.model_prices to anon, authenticated;
-create trigger model_prices_set_updated_at before update on public.model_prices
-  for each row execute function private.set_updated_at();
+
+comment on table public.model_prices is
+  'USD per 1M input, cached input and output tokens per model, and its credit multiplier; public.';
 
 insert into public.model_prices (model, input_usd_per_1m, cached_input_usd_per_1m, output_usd_per_1m, max_output_tokens) values
   ('gpt-4o-mini', 0.15, 0.075, 0.60, 16384),
@@ -37,146 +36,12 @@ insert into public.model_prices (model, input_usd_per_1m, cached_input_usd_per_1
   ('o4-mini', 1.10, 0.275, 4.40, 100000)
 on conflict (model) do nothing;
 
--- Model prices are public: anyone may read them.
-create policy "Model prices are viewable by everyone" on public.model_prices
-  for select to anon, authenticated
-  using (true);
+-- Section - Triggers
 
--- Section - usage events (partitioned by month)
+create trigger model_prices_set_updated_at before update on public.model_prices
+  for each row execute function private.set_updated_at();
 
-create table public.usage_events (
-  id uuid not null default gen_random_uuid(),
-  created_at timestamptz not null default now(),
-  org_id uuid not null references public.organizations (id) on delete cascade,
-  user_id uuid references auth.users (id) on delete set null,
-  api_key_id uuid references public.api_keys (id) on delete set null,
-  project_id uuid references public.projects (id) on delete set null,
-  -- the Daily meeting this call belongs to (X-Meeting-Id); the meetings migration adds its key
-  meeting_id uuid,
-  kind text not null default 'chat' check (kind in ('chat', 'api', 'automation')),
-  model text,
-  prompt_tokens bigint not null default 0 check (prompt_tokens >= 0),
-  completion_tokens bigint not null default 0 check (completion_tokens >= 0),
-  total_tokens bigint not null default 0 check (total_tokens >= 0),
-  cached_tokens bigint not null default 0 check (cached_tokens >= 0),
-  reasoning_tokens bigint not null default 0 check (reasoning_tokens >= 0),
-  cost_usd numeric(24, 12) not null default 0,
-  credits bigint not null default 0 check (credits >= 0),
-  request_id text not null,
-  upstream_id text,
-  -- succeeded | upstream_error | failed | client_disconnected
-  status text not null,
-  -- true when the upstream never reported usage and the charge is an estimate
-  estimated boolean not null default false,
-  stream boolean not null default false,
-  latency_ms integer,
-  metadata jsonb not null default '{}'::jsonb,
-  primary key (id, created_at)
-) partition by range (created_at);
-create index usage_events_org_created_idx on public.usage_events (org_id, created_at);
-create index usage_events_user_id_idx on public.usage_events (user_id);
-create index usage_events_api_key_id_idx on public.usage_events (api_key_id);
-create index usage_events_project_id_idx on public.usage_events (project_id);
-create index usage_events_meeting_id_idx on public.usage_events (meeting_id);
-create index usage_events_request_id_idx on public.usage_events (request_id);
-
-alter table public.usage_events enable row level security;
-revoke all on public.usage_events from anon, authenticated;
-grant select on public.usage_events to authenticated;
-
-/**
- * Creates the month partition holding `month` (in the non-exposed private schema,
- * with RLS on so it is never readable by itself). Idempotent.
- */
-create or replace function private.create_usage_partition(month date)
-returns text
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  start_at date := date_trunc('month', month)::date;
-  part text := 'usage_events_' || to_char(start_at, 'YYYY_MM');
-begin
-  if to_regclass('private.' || part) is null then
-    execute format(
-      'create table private.%I partition of public.usage_events for values from (%L) to (%L)',
-      part, start_at::timestamptz, (start_at + interval '1 month')::date::timestamptz);
-    execute format('alter table private.%I enable row level security', part);
-    execute format('revoke all on private.%I from anon, authenticated', part);
-  end if;
-  return part;
-end;
-$$;
-
-/**
- * Service role (cron): makes sure the next `months_ahead` months have partitions.
- */
-create or replace function public.ensure_usage_partitions(months_ahead integer default 3)
-returns jsonb
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  i integer;
-  made text[] := '{}';
-begin
-  for i in 0..greatest(months_ahead, 0) loop
-    made := made || private.create_usage_partition((date_trunc('month', now()) + make_interval(months => i))::date);
-  end loop;
-  return jsonb_build_object('partitions', to_jsonb(made));
-end;
-$$;
-revoke execute on function public.ensure_usage_partitions(integer) from public, anon, authenticated;
-grant execute on function public.ensure_usage_partitions(integer) to service_role;
-
-select private.create_usage_partition((date '2026-01-01' + make_interval(months => i))::date)
-from generate_series(0, 23) as i;
-select public.ensure_usage_partitions(3);
-
--- rows outside every month partition (clock skew, a missed cron) still land somewhere
-create table private.usage_events_default partition of public.usage_events default;
-alter table private.usage_events_default enable row level security;
-revoke all on private.usage_events_default from anon, authenticated;
-
--- Members see their organization's usage.
-create policy "Usage events are viewable by members" on public.usage_events
-  for select to authenticated
-  using (org_id in (select private.member_org_ids('member')));
-
--- Section - per-key request log
-
-create table public.api_requests (
-  id bigint generated always as identity primary key,
-  org_id uuid not null references public.organizations (id) on delete cascade,
-  api_key_id uuid references public.api_keys (id) on delete set null,
-  user_id uuid references auth.users (id) on delete set null,
-  request_id text not null,
-  endpoint text not null,
-  method text not null,
-  status_code integer not null,
-  latency_ms integer,
-  -- only when body logging is switched on for the key or organization
-  request_body jsonb,
-  response_body jsonb,
-  created_at timestamptz not null default now()
-);
-create index api_requests_org_created_idx on public.api_requests (org_id, created_at);
-create index api_requests_api_key_id_idx on public.api_requests (api_key_id, created_at);
-create index api_requests_user_id_idx on public.api_requests (user_id);
-create index api_requests_request_id_idx on public.api_requests (request_id);
-
-alter table public.api_requests enable row level security;
-revoke all on public.api_requests from anon, authenticated;
-grant select on public.api_requests to authenticated;
-
--- Organization admins and owners read the request log (bodies may hold customer data).
-create policy "API requests are viewable by organization admins" on public.api_requests
-  for select to authenticated
-  using (org_id in (select private.member_org_ids('admin')));
-
--- Section - pricing
+-- Section - Private helpers
 
 /**
  * Exact USD cost of a call: uncached input, cached input and output (reasoning tokens
@@ -206,15 +71,6 @@ as $$
   select ceil(cost_usd * private.setting('credits_per_usd')::numeric * multiplier)::bigint;
 $$;
 
--- Section - the chat proxy's two calls
-
-insert into private.app_settings (key, value) values
-  -- 'off': the proxy's two commits per request do not wait for the WAL flush (about 3 ms
-  -- each on a local disk). Each transaction stays atomic; only a Postgres crash can lose
-  -- the last few hundred ms of metering commits. 'on' trades that latency for zero loss.
-  ('metering_synchronous_commit', 'off')
-on conflict (key) do nothing;
-
 /**
  * Applies the metering commit mode to the current transaction.
  */
@@ -226,6 +82,17 @@ set search_path = ''
 as $$
   select set_config('synchronous_commit', coalesce(private.setting('metering_synchronous_commit'), 'on'), true);
 $$;
+
+-- Section - Policies
+
+/**
+ * Model prices are public: anyone may read them.
+ */
+create policy "Model prices are viewable by everyone" on public.model_prices
+  for select to anon, authenticated
+  using (true);
+
+-- Section - Public RPCs
 
 /**
  * Service role (chat proxy): authenticates the caller (an API key's sha256, or a
@@ -350,6 +217,7 @@ grant execute on function public.begin_chat_request(text, text, bigint, bigint, 
  * it exactly, settles the reservation and records the usage event; without (upstream
  * error before any output), releases it. Always records the api_requests row.
  * Idempotent by request id: a replay returns the first result and writes nothing.
+ * `status` must be a public.usage_status (400 otherwise, before anything moves).
  */
 create or replace function public.finish_chat_request(
   request_id text, status text, http_status integer, endpoint text,
@@ -374,6 +242,10 @@ declare
   charged bigint := 0;
 begin
   perform private.apply_metering_commit_mode();
+  if finish_chat_request.status is null
+     or not finish_chat_request.status = any (enum_range(null::public.usage_status)::text[]) then
+    raise exception 'unknown usage status "%"', finish_chat_request.status using errcode = 'PT400';
+  end if;
   if exists (select 1 from public.credit_reservations r
              where r.request_id = finish_chat_request.request_id and r.org_id <> finish_chat_request.org_id) then
     raise exception 'request % was reserved for another organization', finish_chat_request.request_id
@@ -409,7 +281,7 @@ begin
     coalesce(finish_chat_request.prompt_tokens, 0) + coalesce(finish_chat_request.completion_tokens, 0),
     coalesce(finish_chat_request.cached_tokens, 0), coalesce(finish_chat_request.reasoning_tokens, 0),
     cost, charged, finish_chat_request.request_id, finish_chat_request.upstream_id,
-    finish_chat_request.status, finish_chat_request.estimated, finish_chat_request.stream,
+    finish_chat_request.status::public.usage_status, finish_chat_request.estimated, finish_chat_request.stream,
     finish_chat_request.latency_ms,
     case when finish_chat_request.error is null then '{}'::jsonb
          else jsonb_build_object('error', left(finish_chat_request.error, 1000)) end
