@@ -57,7 +57,9 @@ def set_api_key_prefix(conn: psycopg.Connection, prefix: str) -> None:
 
 def api_key_prefix(conn: psycopg.Connection) -> str:
     row = conn.execute("select value from private.app_settings where key = 'api_key_prefix'").fetchone()
-    return str(row[0]) if row else "xan_"
+    if row is None:
+        raise MigrationError("private.app_settings has no api_key_prefix: is the database migrated?")
+    return str(row[0])
 
 
 def migration_files(root: Path = SUPABASE_DIR) -> list[Path]:

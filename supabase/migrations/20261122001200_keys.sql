@@ -75,7 +75,7 @@ set search_path = ''
 as $$
 declare
   caller_role public.member_role := private.require_member_role(create_api_key.org_id, 'admin');
-  prefix text := coalesce(private.setting('api_key_prefix'), 'xan_');
+  prefix text := private.setting('api_key_prefix');
   secret text := private.random_hex64();
   plaintext text := prefix || secret;
   k public.api_keys;

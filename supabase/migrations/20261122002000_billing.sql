@@ -403,7 +403,8 @@ language sql stable
 set search_path = ''
 as $$
   select m.per_unit::bigint * greatest(coalesce(pack_credits.quantity, 1), 1),
-         case when m.days ~ '^\d{1,5}$' then m.days::integer end
+         -- 0 (or anything not a positive whole number) means the credits never expire
+         case when m.days ~ '^\d{1,5}$' and m.days::integer > 0 then m.days::integer end
   from (
     select coalesce(p.metadata ->> 'credits', pr.metadata ->> 'credits') as per_unit,
            coalesce(p.metadata ->> 'credits_expire_days', pr.metadata ->> 'credits_expire_days') as days

@@ -351,7 +351,7 @@ begin
     return result || jsonb_build_object('credits', 0);
   end if;
   perform private.grant_credits(org, 'purchase', credits,
-                                as_of + make_interval(days => expire_days),
+                                case when expire_days > 0 then as_of + make_interval(days => expire_days) end,
                                 'stripe:' || (data ->> 'id'), 'credit pack ' || coalesce(data ->> 'price_id', ''));
   return result || jsonb_build_object('credits', credits);
 end;

@@ -92,3 +92,15 @@ def test_billing_context_answers_what_a_pack_checkout_buys(conn):
     assert (three["checkout_credits"], three["credits_expire_days"]) == (3 * PACK_CREDITS, PACK_EXPIRE_DAYS)
     plan = _context(conn, team, owner.id, PRO_PRICE, quantity=2)
     assert (plan["checkout_credits"], plan["credits_expire_days"]) == (None, None), "a plan price is not a pack"
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "soon"])
+def test_a_pack_whose_expiry_is_not_a_positive_day_count_never_expires(conn, days):
+    owner = make_user(conn, "owner")
+    team = make_team(conn, owner)
+    apply(conn, *catalogue())
+    conn.execute("update public.stripe_prices set metadata = metadata || jsonb_build_object('credits_expire_days', "
+                 "%s::text) where id = %s", (days, PACK_PRICE))
+    ctx = _context(conn, team, owner.id, PACK_PRICE)
+    assert (ctx["checkout_credits"], ctx["credits_expire_days"]) == (PACK_CREDITS, None), \
+        f"credits_expire_days {days!r} means no expiry, not an expiry today"
