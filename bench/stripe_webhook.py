@@ -32,11 +32,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from lib.billing.events import HANDLERS, apply_event, parse_event  # noqa: E402
-from lib.billing.objects import normalize  # noqa: E402
-from lib.local import embedded, migrate  # noqa: E402
-from tests.helpers_server import running_server  # noqa: E402
-from tests.stripe.helpers import (  # noqa: E402
+from bench.stripe_events import (  # noqa: E402
     DAY,
     ENT_PRICE,
     ENT_PRODUCT,
@@ -52,6 +48,11 @@ from tests.stripe.helpers import (  # noqa: E402
     signed,
     subscription_event,
 )
+from functions import mounts  # noqa: E402
+from lib.billing.events import HANDLERS, apply_event, parse_event  # noqa: E402
+from lib.billing.objects import normalize  # noqa: E402
+from lib.local import embedded, migrate  # noqa: E402
+from lib.local.threaded import running_server  # noqa: E402
 
 TABLE_OF = {"product": "stripe_products", "price": "stripe_prices", "customer": "stripe_customers",
             "subscription": "subscriptions", "invoice": "payments", "payment_intent": "payments"}
@@ -127,7 +128,7 @@ def run_sql_function(dsn: str, stream: list[bytes]) -> tuple[float, list[float]]
 
 
 def run_webhook(dsn: str, stream: list[bytes], clients: int) -> tuple[float, list[float]]:
-    with running_server(**server_env(dsn)) as base:
+    with running_server(mounts(), **server_env(dsn)) as base:
         url = f"{base}/api/stripe/webhook"
 
         def post(client: httpx.Client, raw: bytes) -> float:

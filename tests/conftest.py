@@ -4,6 +4,16 @@
   back after the test (fast; most tests).
 - `fresh_dsn`: a database cloned from the migrated template for tests that need commits,
   concurrency or a real HTTP server; dropped afterwards.
+
+And the personas every database suite shares (tests.support.personas), made inside the
+test's rolled-back transaction:
+
+- `cast`: owner, admin, member, banned, outsider, platform_admin, their orgs, projects
+  and invitations.
+- `api("member")`: a PostgREST request as that persona; also "anon" and "service".
+- `suspended`: an admin of `team`, shut out each of the three ways in turn.
+- `money`: rows in every money table for both teams (grants, ledger, a settled chat
+  request, an open reservation, one API key each).
 """
 from __future__ import annotations
 
@@ -18,8 +28,12 @@ import psycopg
 import pytest
 
 from lib.local import embedded, migrate
+from tests.support.credits import reserve
+from tests.support.metering import begin, create_key, finish
+from tests.support.personas import BAN_KINDS, Cast, Person, add_member, ban, build_cast, make_user
+from tests.support.pg import TEMPLATE, clone_database, drop_database, dsn_for, request_for
+from tests.support.rls import Money
 
-TEMPLATE = "tollbooth_template"
 _counter = itertools.count()
 
 
@@ -34,27 +48,12 @@ def pg_admin_dsn() -> str:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _dsn_for(admin_dsn: str, name: str) -> str:
-    return admin_dsn.replace("/postgres?", f"/{name}?")
-
-
 @pytest.fixture(scope="session")
 def template_dsn(pg_admin_dsn) -> str:
     embedded.ensure_database(pg_admin_dsn, TEMPLATE)
-    dsn = _dsn_for(pg_admin_dsn, TEMPLATE)
+    dsn = dsn_for(pg_admin_dsn, TEMPLATE)
     migrate.apply_all(dsn)
     return dsn
-
-
-def clone_database(admin_dsn: str, name: str) -> str:
-    with psycopg.connect(admin_dsn, autocommit=True) as c:
-        c.execute(f'create database "{name}" template "{TEMPLATE}"')
-    return _dsn_for(admin_dsn, name)
-
-
-def drop_database(admin_dsn: str, name: str) -> None:
-    with psycopg.connect(admin_dsn, autocommit=True) as c:
-        c.execute(f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +75,38 @@ def fresh_dsn(pg_admin_dsn, template_dsn):
     dsn = clone_database(pg_admin_dsn, name)
     yield dsn
     drop_database(pg_admin_dsn, name)
+
+
+@pytest.fixture
+def cast(conn) -> Cast:
+    return build_cast(conn)
+
+
+@pytest.fixture
+def api(conn, cast):
+    """`api("member")` is a request as that persona; also "anon" and "service"."""
+    return lambda who: request_for(conn, cast, who)
+
+
+@pytest.fixture(params=BAN_KINDS)
+def suspended(request, conn, cast) -> Person:
+    """An admin of `team`, shut out in each of the three ways in turn."""
+    person = make_user(conn, f"suspended-{request.param}")
+    add_member(conn, cast.team, person, "admin")
+    ban(conn, person, request.param)
+    return person
+
+
+@pytest.fixture
+def money(conn, cast) -> Money:
+    """Rows in every money table for both teams: grants and ledger (from their plan
+    allowance), a settled chat request (usage event, api_requests row) and an open
+    reservation each, and one API key each."""
+    key = create_key(conn, cast.owner, cast.team, name="team key")
+    other_key = create_key(conn, cast.outsider, cast.other_team, name="other key")
+    for org, k, tag in ((cast.team, key, "team"), (cast.other_team, other_key, "other")):
+        began = begin(conn, f"rls-{tag}", completion_tokens_limit=100, key=k["key"])
+        finish(conn, f"rls-{tag}", org, prompt_tokens=500, completion_tokens=50, api_key_id=began["api_key_id"],
+               user_id=began["user_id"])
+        reserve(conn, org, f"rls-{tag}-open", 25)
+    return Money(key=key, other_key=other_key)

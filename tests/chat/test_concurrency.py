@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.chat.conftest import chat_body
+from tests.support.chat import chat_body
 
 
 def test_parallel_requests_never_overspend_and_charge_exactly_the_successes(stack):

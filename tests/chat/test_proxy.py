@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import openai
 
-from tests.chat.conftest import OPENAI_KEY, chat_body, expected_cost
+from tests.support.chat import chat_body, expected_cost
+from tests.support.secrets import OPENAI_API_KEY
 
 
 def _team_with_key(stack, credits=None):
@@ -45,7 +46,7 @@ def test_non_streaming_relays_json_and_settles_exactly(stack):
     count, last_used = stack.sql.execute("select usage_count, last_used_at from api_keys where id = %s", (key["id"],)).fetchone()
     assert count == 1 and last_used is not None
     sent = stack.upstream.requests[-1]
-    assert sent["headers"]["authorization"] == f"Bearer {OPENAI_KEY}", "upstream gets our key, never the client's"
+    assert sent["headers"]["authorization"] == f"Bearer {OPENAI_API_KEY}", "upstream gets our key, never the client's"
     assert sent["body"]["max_tokens"] == 8
 
 

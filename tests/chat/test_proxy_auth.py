@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import jwt as pyjwt
 
-from tests.chat.conftest import chat_body
+from tests.support.chat import chat_body
+from tests.support.secrets import JWT_SECRET, WRONG_JWT_SECRET
 
 
 def test_missing_or_malformed_authorization_is_401(stack):
@@ -77,9 +78,9 @@ def test_banned_or_inactive_user_jwt_is_403(stack):
 def test_expired_or_forged_jwt_is_401(stack):
     person = stack.user("someone")
     forged = pyjwt.encode({"sub": str(person.id), "role": "authenticated", "aud": "authenticated", "exp": 4102444800},
-                          "not-the-secret-not-the-secret-not-the-secret", algorithm="HS256")
+                          WRONG_JWT_SECRET, algorithm="HS256")
     expired = pyjwt.encode({"sub": str(person.id), "role": "authenticated", "aud": "authenticated", "exp": 1},
-                           "chat-test-secret-with-at-least-32-characters", algorithm="HS256")
+                           JWT_SECRET, algorithm="HS256")
     for token in (forged, expired):
         r = stack.post(token=token, json=chat_body())
         assert r.status_code == 401

@@ -5,9 +5,11 @@ import socket
 import time
 
 import httpx
+import psycopg
 
-from tests.chat.conftest import chat_body
-from tests.helpers_server import running_server
+from tests.support.chat import Stack, chat_body
+from tests.support.secrets import JWT_SECRET, OPENAI_API_KEY
+from tests.support.server import running_server
 
 
 def _setup(stack):
@@ -55,17 +57,13 @@ def test_upstream_timeout_is_504_and_released(stack):
 
 
 def test_upstream_unreachable_is_502(fresh_dsn):
-    import psycopg
-
-    from tests.chat.conftest import JWT_SECRET, Stack
-
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
     with psycopg.connect(fresh_dsn, autocommit=True) as sql:
         with running_server(DATABASE_URL=fresh_dsn, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1",
-                            OPENAI_API_KEY="sk", SUPABASE_JWT_SECRET=JWT_SECRET) as base:
+                            OPENAI_API_KEY=OPENAI_API_KEY, SUPABASE_JWT_SECRET=JWT_SECRET) as base:
             stack = Stack(base, sql, upstream=None)
             org, key, before = _setup(stack)
             r = stack.post(token=key, json=chat_body(max_tokens=4))
@@ -75,10 +73,6 @@ def test_upstream_unreachable_is_502(fresh_dsn):
 
 
 def test_missing_openai_key_is_503_naming_it(fresh_dsn):
-    import psycopg
-
-    from tests.chat.conftest import JWT_SECRET, Stack
-
     with psycopg.connect(fresh_dsn, autocommit=True) as sql:
         with running_server(DATABASE_URL=fresh_dsn, OPENAI_API_KEY=None, SUPABASE_JWT_SECRET=JWT_SECRET) as base:
             stack = Stack(base, sql, upstream=None)
