@@ -11,7 +11,6 @@ plus the proxy's own overhead header (time not spent waiting for upstream).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import socket
 import statistics
@@ -21,6 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lib.local import embedded, migrate  # noqa: E402
+from lib.local.dev import demo_api_key  # noqa: E402
 
-DEMO_KEY = "xan_" + hashlib.sha256(b"tollbooth-local-demo-key").hexdigest()
 ACME = "00000000-0000-4000-8000-00000000ac3e"
 BODY = {"model": "gpt-4o-mini", "max_tokens": 16,
         "messages": [{"role": "user", "content": "benchmark the proxy with a short prompt of a dozen words"}]}
@@ -68,6 +68,13 @@ def one_request(client: httpx.Client, url: str, headers: dict, stream: bool) -> 
     if status != 200:
         raise RuntimeError(f"{url}: HTTP {status}")
     return elapsed, float(own) if own else None
+
+
+def one_row(conn: psycopg.Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+    row = conn.execute(sql, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row for {sql}")
+    return row
 
 
 def run_load(url: str, headers: dict, stream: bool, concurrency: int, total: int) -> dict:
@@ -119,7 +126,8 @@ def _cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     return out
 
 
-def print_cpu_budget(procs: list, proxied: tuple, direct: tuple, total: int = 400) -> None:
+def print_cpu_budget(procs: list[Any], proxied: tuple[str, dict[str, str]], direct: tuple[str, dict[str, str]],
+                     total: int = 400) -> None:
     """Where the CPU goes per request (json, concurrency 4): on 2 shared cores, latency
     under load follows the CPU every request costs across all processes."""
     import psutil
@@ -173,7 +181,7 @@ def main() -> int:
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
         wait_http(f"http://127.0.0.1:{proxy_port}/api/health")
         direct = (f"http://127.0.0.1:{up_port}/v1/chat/completions", {"authorization": "Bearer sk-bench"})
-        proxied = (f"http://127.0.0.1:{proxy_port}/v1/chat/completions", {"authorization": f"Bearer {DEMO_KEY}"})
+        proxied = (f"http://127.0.0.1:{proxy_port}/v1/chat/completions", {"authorization": f"Bearer {demo_api_key(dsn)}"})
         print(f"{args.requests} requests per cell; fake upstream latency {args.latency_ms} ms; "
               f"{os.cpu_count()} cores; proxy + upstream + Postgres + this load generator on one machine")
         header = (f"{'mode':<7}{'conc':>5} | {'direct p50':>10}{'p99':>8}{'rps':>7} | {'proxy p50':>10}{'p99':>8}"
@@ -189,9 +197,9 @@ def main() -> int:
                       f"{x['p99'] - d['p99']:>8.2f} | {x['own_p50'] or 0:>8.2f}", flush=True)
         print_cpu_budget(procs, proxied, direct)
         with psycopg.connect(dsn) as c:
-            n, credits = c.execute("select count(*), sum(credits) from usage_events where org_id = %s", (ACME,)).fetchone()
-            bal, ledger = c.execute("select balance, (select sum(amount) from credit_ledger where org_id = %s) "
-                                    "from credit_accounts where org_id = %s", (ACME, ACME)).fetchone()
+            n, credits = one_row(c, "select count(*), sum(credits) from usage_events where org_id = %s", (ACME,))
+            bal, ledger = one_row(c, "select balance, (select sum(amount) from credit_ledger where org_id = %s) "
+                                     "from credit_accounts where org_id = %s", (ACME, ACME))
         print(f"\nmetered rows: {n}, credits charged: {credits}; balance {bal} == ledger sum {ledger}: {bal == ledger}")
     finally:
         for proc in procs:

@@ -163,7 +163,11 @@ class ConnDatabase:
         args = args or {}
         named = ", ".join(f"{k} := %({k})s" for k in args)
         params = {k: Jsonb(v) if isinstance(v, (dict, list)) else v for k, v in args.items()}
-        return self.conn.execute(f"select public.{fn}({named})", params).fetchone()[0]
+        row = self.conn.execute(f"select public.{fn}({named})", params).fetchone()
+        return row[0] if row else None
+
+    def ping(self) -> None:
+        self.conn.execute("select 1")
 
 
 def signed(evt: dict[str, Any] | bytes, secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:

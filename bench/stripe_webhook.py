@@ -25,6 +25,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -155,9 +156,10 @@ def run_webhook(dsn: str, stream: list[bytes], clients: int) -> tuple[float, lis
 
 def check(dsn: str, orgs: int) -> str:
     with psycopg.connect(dsn) as c:
-        subs, enterprise = c.execute(
+        row = c.execute(
             "select count(*), count(*) filter (where o.plan_id = 'enterprise') from public.subscriptions s "
             "join public.organizations o on o.id = s.org_id").fetchone()
+        subs, enterprise = row if row else (0, 0)
     assert subs == orgs, f"{subs} subscriptions for {orgs} organizations"
     assert enterprise == orgs, f"only {enterprise} of {orgs} organizations ended on their newest plan"
     return f"exact: {enterprise}/{orgs} orgs on enterprise"
@@ -186,7 +188,7 @@ def main() -> int:
     print(f"{len(stream)} events ({args.duplicates:.0%} duplicates) for {len(orgs)} organizations; "
           f"setup {time.perf_counter() - started:.1f}s", file=sys.stderr)
 
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for label, run in (("raw SQL inserts (baseline)", run_raw_sql),
                        ("stripe_apply_event (psycopg, no HTTP)", run_sql_function),
                        ("webhook over HTTP, 1 client", lambda d, s: run_webhook(d, s, 1)),

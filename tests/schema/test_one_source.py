@@ -11,8 +11,9 @@ import pytest
 
 from lib.chat.metering import USAGE_STATUSES
 from lib.local import migrate
-from tests.pg import make_team, make_user, raises_sqlstate, scalar, snapshot
-from tests.stripe.helpers import PACK_CREDITS, PACK_EXPIRE_DAYS, PACK_PRICE, PRO_PRICE, apply, catalogue
+from tests.support.personas import make_team, make_user
+from tests.support.pg import raises_sqlstate, scalar, snapshot
+from tests.support.stripe import PACK_CREDITS, PACK_EXPIRE_DAYS, PACK_PRICE, PRO_PRICE, apply, catalogue
 
 SEED = migrate.SUPABASE_DIR / "seed.sql"
 DEMO_KEY_ID = "00000000-0000-4000-8000-0000000000ce"
