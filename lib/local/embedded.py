@@ -122,7 +122,7 @@ def _start_tcp(data_dir: Path) -> int:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(exist_ok=True)
 
-    class _Init(PostgresServer):  # type: ignore[misc]
+    class _Init(PostgresServer):
         def ensure_postgres_running(self) -> None:
             pass
 
