@@ -92,8 +92,8 @@ def check_advisors(exe: Path, url: str) -> str:
     out = _ok(_cli(exe, "db", "advisors", f"--remote={url}", "--level", "warn", "--fail-on", "none",
                    "--output-format", "json"), "supabase db advisors")
     results = json.loads(out[out.index("{"):]).get("results") or [] if "{" in out else []
-    known: list[tuple[tuple[str, str], dict[str, Any]]] = []
-    unknown: list[tuple[tuple[str, str], dict[str, Any]]] = []
+    known: list[tuple[tuple[Any, Any], dict[str, Any]]] = []
+    unknown: list[tuple[tuple[Any, Any], dict[str, Any]]] = []
     for lint in results:
         key = (lint.get("name"), (lint.get("metadata") or {}).get("name"))
         (known if key in KNOWN_WARNINGS else unknown).append((key, lint))

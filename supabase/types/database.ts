@@ -483,6 +483,9 @@ isOneToOne: true
 "leave_organization":
 { Args: { "org_id": string }; Returns: undefined
                            },
+"list_models_for_caller":
+{ Args: { "key_hash"?: string,"org_id"?: string,"user_id"?: string }; Returns: Json
+                           },
 "release_credits":
 { Args: { "reason"?: string,"request_id": string }; Returns: Json
                            },
