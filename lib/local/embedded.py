@@ -83,6 +83,12 @@ def running_port(data_dir: Path) -> int | None:
     return int(info.port) if info.port else None
 
 
+def running_url(data_dir: Path, database: str = DATABASE) -> str | None:
+    """The URL of the server running in `data_dir` (never starts one), or None."""
+    port = running_port(data_dir)
+    return tcp_url(port, database) if port is not None else None
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
