@@ -9,8 +9,8 @@ import sys
 
 from lib.cli import frontend, local, serve, stripe
 from lib.cli.common import NoDatabase
-from lib.core.errors import MissingSetting
 from lib.core.config import DEFAULT_DATA_DIR
+from lib.core.errors import MissingSetting
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-
 from pathlib import Path
 
 from lib.core.config import DEFAULT_DATA_DIR, reset_settings
