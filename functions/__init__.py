@@ -24,6 +24,7 @@ ROUTES: list[Route] = [
     Route("/api/stripe/sync", "stripe_sync", "stripe_sync", ("POST",)),
     Route("/v1/chat/completions", "chat", "chat", ("POST",)),
     Route("/api/chat", "chat", "chat", ("POST",)),
+    Route("/v1/models", "models", "models", ("GET",)),
 ]
 
 

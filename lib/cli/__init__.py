@@ -7,8 +7,10 @@ import argparse
 import os
 import sys
 
-from lib.cli import local, serve, stripe
+from lib.cli import frontend, local, serve, stripe
+from lib.cli.common import NoDatabase
 from lib.core.config import DEFAULT_DATA_DIR
+from lib.core.errors import MissingSetting
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,12 +21,24 @@ def build_parser() -> argparse.ArgumentParser:
     local.register(sub)
     serve.register(sub)
     stripe.register(sub)
+    frontend.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except MissingSetting as err:
+        print(f"error: `tollbooth {args.command}` needs {err.setting}: set it in the environment "
+              f"and run it again", file=sys.stderr)
+        return 1
+    except NoDatabase as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nbye", file=sys.stderr)
+        return 130
     return result
 
 

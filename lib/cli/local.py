@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from functions import mounts
-from lib.cli.common import database_url
+from lib.cli.common import NoDatabase, database_url
 from lib.core.auth import mint_access_token
 from lib.core.server import serve_wsgi
 from lib.local import dev, embedded, migrate
@@ -40,7 +40,7 @@ def cmd_db_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    dsn = database_url(args)
+    dsn = database_url(args, migrate=False)  # migrating is this command's job: count what it applies
     try:
         report = migrate.apply_all(dsn, seed=args.seed)
     except migrate.MigrationError as exc:
@@ -53,7 +53,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    row = user_by_email(database_url(args), args.email)
+    try:  # never starts or seeds a database
+        row = user_by_email(database_url(args, start=False), args.email)
+    except (NoDatabase, psycopg.OperationalError) as exc:
+        print(f"error: {exc}".rstrip(), file=sys.stderr)
+        return 1
     if not row:
         print(f"error: no user with email {args.email}", file=sys.stderr)
         return 1
@@ -84,40 +88,45 @@ def cmd_fake_openai(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     d = sub.add_parser("dev", help="start everything locally and print how to use it")
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8787)
+    d.add_argument("--host", default="127.0.0.1", help="address to serve on (default %(default)s)")
+    d.add_argument("--port", type=int, default=8787, help="port to serve on (default %(default)s)")
     d.set_defaults(func=cmd_dev)
 
     db = sub.add_parser("db", help="the embedded Postgres").add_subparsers(dest="db_command", required=True)
     s = db.add_parser("start", help="start or reuse it, migrate, seed; prints DATABASE_URL=<dsn> last")
-    s.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
+    s.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS,
+                   help="the data directory (default: tollbooth's --data-dir)")
     s.add_argument("--fresh", action="store_true", help="delete the data directory first")
-    s.add_argument("--no-seed", action="store_true")
+    s.add_argument("--no-seed", action="store_true", help="do not apply supabase/seed.sql (demo users, keys)")
     s.set_defaults(func=cmd_db_start)
     t = db.add_parser("stop", help="stop it")
-    t.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
+    t.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS,
+                   help="the data directory (default: tollbooth's --data-dir)")
     t.set_defaults(func=cmd_db_stop)
 
     m = sub.add_parser("migrate", help="apply the local bootstrap (plain Postgres), migrations and, "
                                        "with --seed, the seed")
-    m.add_argument("--database-url")
-    m.add_argument("--seed", action="store_true")
+    m.add_argument("--database-url", help="the database (default: DATABASE_URL, else the local embedded one)")
+    m.add_argument("--seed", action="store_true", help="also apply supabase/seed.sql (demo data; local only)")
     m.set_defaults(func=cmd_migrate)
 
     tk = sub.add_parser("token", help="mint a local access token for a user (local use only)")
-    tk.add_argument("--email", required=True)
-    tk.add_argument("--ttl", type=int, default=3600)
+    tk.add_argument("--email", required=True, help="the user's email (must exist in auth.users)")
+    tk.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default %(default)s)")
+    tk.add_argument("--database-url", help="the database (default: DATABASE_URL, else the running local one)")
     tk.set_defaults(func=cmd_token)
 
     fk = sub.add_parser("fake-openai", help="a local OpenAI-compatible upstream (development, benchmarks)")
-    fk.add_argument("--host", default="127.0.0.1")
-    fk.add_argument("--port", type=int, default=8788)
-    fk.add_argument("--latency-ms", type=int, default=0)
-    fk.add_argument("--chunk-delay-ms", type=int, default=0)
+    fk.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    fk.add_argument("--port", type=int, default=8788, help="port to listen on (default %(default)s)")
+    fk.add_argument("--latency-ms", type=int, default=0, help="delay before each answer (default %(default)s)")
+    fk.add_argument("--chunk-delay-ms", type=int, default=0,
+                    help="delay between streamed chunks (default %(default)s)")
     fk.set_defaults(func=cmd_fake_openai)
 
     ad = sub.add_parser("admin", help="platform admins").add_subparsers(dest="action", required=True)
     for action in ("grant", "revoke"):
-        a = ad.add_parser(action)
-        a.add_argument("email")
+        a = ad.add_parser(action, help=f"{action} platform admin rights")
+        a.add_argument("email", help="the user's email")
+        a.add_argument("--database-url", help="the database (default: DATABASE_URL, else the local embedded one)")
         a.set_defaults(func=cmd_admin)

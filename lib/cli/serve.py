@@ -30,8 +30,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     sv = sub.add_parser("serve", help="serve every function on one server")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8787)
-    sv.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 2)))
-    sv.add_argument("--threads", type=int, default=16)
+    sv.add_argument("--host", default="127.0.0.1", help="address to serve on (default %(default)s)")
+    sv.add_argument("--port", type=int, default=8787, help="port to serve on (default %(default)s)")
+    sv.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 2)),
+                    help="gunicorn worker processes (default WEB_CONCURRENCY or the CPU count: %(default)s)")
+    sv.add_argument("--threads", type=int, default=16, help="threads per worker (default %(default)s)")
     sv.set_defaults(func=cmd_serve)

@@ -12,7 +12,7 @@ from lib.billing.backfill import backfill
 from lib.cli.common import use_local_database_unless_configured
 from lib.core.config import get_settings
 from lib.core.db import get_database
-from lib.core.errors import TollboothError
+from lib.core.errors import MissingSetting, TollboothError
 
 
 def parse_date(value: str) -> int:
@@ -30,6 +30,8 @@ def cmd_stripe_sync(args: argparse.Namespace) -> int:
     use_local_database_unless_configured(args)
     try:
         totals = backfill(get_database(), make_client(get_settings()), since=args.since)
+    except MissingSetting:
+        raise  # `tollbooth` says which setting the command needs
     except TollboothError as err:
         print(f"error: {err.message}", file=sys.stderr)
         return 1

@@ -67,9 +67,10 @@ def run(host: str, port: int, data_dir: str, mounts: Iterable[Mount]) -> int:
     ]
     print("\n".join(lines), flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever()  # werkzeug's returns (does not raise) on Ctrl-C
     except KeyboardInterrupt:
-        print("\nbye", file=sys.stderr)
+        pass
+    print("\nbye", flush=True)
     return 0
 
 

@@ -1,0 +1,2 @@
+# Vercel entry point: /v1/models
+from functions.models import app  # noqa: F401
