@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_layout.py \
-		$(wildcard tests/core/test_code_rules.py tests/test_code_rules.py)
+		tests/core/test_code_rules.py
 	$(BIN)/python -m lib.local.supabase_check
 
 # the real Supabase CLI (npm `supabase@3`, cached in .tollbooth/npm) against a fresh database

@@ -375,14 +375,14 @@ isOneToOne: false
                   ]
                 },"usage_events": {
                   Row: {
-                    "api_key_id": string | null,"cached_tokens": number,"completion_tokens": number,"cost_usd": number,"created_at": string,"credits": number,"estimated": boolean,"id": string,"kind": string,"latency_ms": number | null,"meeting_id": string | null,"metadata": NonNullable<Json>,"model": string | null,"org_id": string,"project_id": string | null,"prompt_tokens": number,"reasoning_tokens": number,"request_id": string,"status": string,"stream": boolean,"total_tokens": number,"upstream_id": string | null,"user_id": string | null
+                    "api_key_id": string | null,"cached_tokens": number,"completion_tokens": number,"cost_usd": number,"created_at": string,"credits": number,"estimated": boolean,"id": string,"kind": string,"latency_ms": number | null,"meeting_id": string | null,"metadata": NonNullable<Json>,"model": string | null,"org_id": string,"project_id": string | null,"prompt_tokens": number,"reasoning_tokens": number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream": boolean,"total_tokens": number,"upstream_id": string | null,"user_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id": string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"status": string,"stream"?: boolean,"total_tokens"?: number,"upstream_id"?: string | null,"user_id"?: string | null
+                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id": string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"upstream_id"?: string | null,"user_id"?: string | null
                   }
                   Update: {
-                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id"?: string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id"?: string,"status"?: string,"stream"?: boolean,"total_tokens"?: number,"upstream_id"?: string | null,"user_id"?: string | null
+                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id"?: string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id"?: string,"status"?: Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"upstream_id"?: string | null,"user_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -508,7 +508,7 @@ isOneToOne: true
 { Args: { "api_version"?: string,"created": number,"data"?: Json,"event_id": string,"event_type": string,"fetched"?: boolean,"kind"?: string,"livemode"?: boolean,"object"?: Json }; Returns: Json
                            },
 "stripe_billing_context":
-{ Args: { "min_role"?: Database["public"]['Enums']["member_role"],"org_id": string,"price_id"?: string,"user_id": string }; Returns: Json
+{ Args: { "min_role"?: Database["public"]['Enums']["member_role"],"org_id": string,"price_id"?: string,"quantity"?: number,"user_id": string }; Returns: Json
                            },
 "stripe_record_event_failure":
 { Args: { "api_version"?: string,"created": number,"error": string,"event_id": string,"event_type": string,"livemode"?: boolean,"object_id"?: string }; Returns: Json
@@ -532,7 +532,7 @@ isOneToOne: true
       } }
           }
           Enums: {
-            "billing_status": "active"|"inactive"|"canceled"|"past_due","credit_entry_kind": "grant"|"reservation"|"settlement"|"release"|"expiry"|"adjustment","credit_grant_kind": "plan"|"purchase"|"trial"|"adjustment","member_role": "member"|"admin"|"owner","stripe_event_status": "processed"|"ignored"|"failed","subscription_status": "incomplete"|"incomplete_expired"|"trialing"|"active"|"past_due"|"canceled"|"unpaid"|"paused","user_role": "user"|"premium"|"admin"|"banned"
+            "billing_status": "active"|"inactive"|"canceled"|"past_due","credit_entry_kind": "grant"|"reservation"|"settlement"|"release"|"expiry"|"adjustment","credit_grant_kind": "plan"|"purchase"|"trial"|"adjustment","member_role": "member"|"admin"|"owner","stripe_event_status": "processed"|"ignored"|"failed","subscription_status": "incomplete"|"incomplete_expired"|"trialing"|"active"|"past_due"|"canceled"|"unpaid"|"paused","usage_status": "succeeded"|"upstream_error"|"upstream_timeout"|"upstream_unreachable"|"upstream_interrupted"|"client_disconnected","user_role": "user"|"premium"|"admin"|"banned"
           }
           CompositeTypes: {
             [_ in never]: never
@@ -648,7 +648,7 @@ export type CompositeTypes<
 export const Constants = {
   "public": {
           Enums: {
-            "billing_status": ["active", "inactive", "canceled", "past_due"],"credit_entry_kind": ["grant", "reservation", "settlement", "release", "expiry", "adjustment"],"credit_grant_kind": ["plan", "purchase", "trial", "adjustment"],"member_role": ["member", "admin", "owner"],"stripe_event_status": ["processed", "ignored", "failed"],"subscription_status": ["incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"],"user_role": ["user", "premium", "admin", "banned"]
+            "billing_status": ["active", "inactive", "canceled", "past_due"],"credit_entry_kind": ["grant", "reservation", "settlement", "release", "expiry", "adjustment"],"credit_grant_kind": ["plan", "purchase", "trial", "adjustment"],"member_role": ["member", "admin", "owner"],"stripe_event_status": ["processed", "ignored", "failed"],"subscription_status": ["incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"],"usage_status": ["succeeded", "upstream_error", "upstream_timeout", "upstream_unreachable", "upstream_interrupted", "client_disconnected"],"user_role": ["user", "premium", "admin", "banned"]
           }
         }
 } as const

@@ -7,10 +7,11 @@ import psycopg
 import pytest
 
 from lib.core.auth import mint_access_token
-from tests.helpers_server import running_server
-from tests.pg import Person, as_user, make_team, make_user, personal_org
+from tests.support.personas import Person, make_team, make_user, personal_org
+from tests.support.pg import as_user
+from tests.support.secrets import JWT_SECRET
+from tests.support.server import running_server
 
-JWT_SECRET = "models-test-secret-with-at-least-32-characters"
 FREE_MODELS = ["gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o-mini"]
 
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from lib.cli import main
-from tests.pg import make_team, make_user
+from tests.support.personas import make_team, make_user
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from lib.cli import main
 from lib.local.postgrest_session import format_table, split_statements
-from tests.pg import make_team, make_user
+from tests.support.personas import make_team, make_user
 
 
 @pytest.fixture
