@@ -33,7 +33,11 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from bench.stripe_events import (  # noqa: E402
+from functions import mounts  # noqa: E402
+from lib.billing.events import HANDLERS, apply_event, parse_event  # noqa: E402
+from lib.billing.objects import normalize  # noqa: E402
+from lib.local import embedded, fake_stripe, migrate  # noqa: E402
+from lib.local.fake_stripe import (  # noqa: E402
     DAY,
     ENT_PRICE,
     ENT_PRODUCT,
@@ -45,15 +49,22 @@ from bench.stripe_events import (  # noqa: E402
     event,
     invoice_event,
     payment_intent_event,
-    server_env,
-    signed,
     subscription_event,
 )
-from functions import mounts  # noqa: E402
-from lib.billing.events import HANDLERS, apply_event, parse_event  # noqa: E402
-from lib.billing.objects import normalize  # noqa: E402
-from lib.local import embedded, migrate  # noqa: E402
 from lib.local.threaded import running_server  # noqa: E402
+
+WEBHOOK_SECRET = "whsec_tollbooth_bench"
+JWT_SECRET = "tollbooth-bench-jwt-secret-with-at-least-32-characters"
+
+
+def signed(evt: dict[str, Any] | bytes) -> tuple[bytes, dict[str, str]]:
+    return fake_stripe.signed(evt, WEBHOOK_SECRET)
+
+
+def server_env(dsn: str) -> dict[str, str | None]:
+    return {"DATABASE_URL": dsn, "SUPABASE_URL": None, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "STRIPE_SECRET_KEY": None, "SUPABASE_JWT_SECRET": JWT_SECRET}
+
 
 TABLE_OF = {"product": "stripe_products", "price": "stripe_prices", "customer": "stripe_customers",
             "subscription": "subscriptions", "invoice": "payments", "payment_intent": "payments"}

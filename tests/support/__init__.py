@@ -9,6 +9,6 @@
 - `credits`: reading the ledger as superuser, moving credits, the ledger invariant.
 - `metering`: API keys and the chat RPCs (create_key, begin, finish, prices).
 - `rls`: the row level security matrix of the money tables (credits and keys run it).
-- `stripe`: payloads from tests/billing/fixtures, signed or applied.
+- `stripe`: payloads from lib/local/stripe_payloads (lib.local.fake_stripe), signed or applied.
 - `chat`: the chat stack (server + fake OpenAI) the chat tests drive over HTTP.
 """

@@ -1,6 +1,7 @@
-"""Stripe events for the webhook benchmark: the real payloads of tests/billing/fixtures
-(read as data; bench imports nothing from tests/), given fresh ids, times and metadata.
-The test suite builds the same events with tests.support.stripe; keep the two in step."""
+"""Stripe events as Stripe sends them, for the test suite, the benchmarks and local
+replays: the documented example payloads in `stripe_payloads/` (where each came from is
+in its README), deep-copied and given fresh ids, times and metadata, then signed as
+Stripe signs them. Also `ConnDatabase`: lib.core.db's `Database` on one connection."""
 from __future__ import annotations
 
 import copy
@@ -16,9 +17,8 @@ from psycopg.types.json import Jsonb
 
 from lib.billing.signature import sign_header
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "billing" / "fixtures"
-WEBHOOK_SECRET = "whsec_tollbooth_bench"
-JWT_SECRET = "tollbooth-bench-jwt-secret-with-at-least-32-characters"
+PAYLOADS = Path(__file__).resolve().parent / "stripe_payloads"
+STRIPE_API = "https://api.stripe.com"
 NOW = int(time.time())
 DAY = 86400
 PERIOD = (NOW - 2 * DAY, NOW + 28 * DAY)
@@ -33,7 +33,7 @@ _ids = itertools.count(1)
 
 @functools.cache
 def _read(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+    return json.loads((PAYLOADS / f"{name}.json").read_text())
 
 
 def load_fixture(name: str) -> dict[str, Any]:
@@ -154,7 +154,7 @@ def catalogue() -> list[dict[str, Any]]:
 
 
 class ConnDatabase:
-    """lib.core.db's Database interface on one psycopg connection."""
+    """lib.core.db's Database interface on one connection (inside whatever transaction it has open)."""
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
@@ -170,11 +170,7 @@ class ConnDatabase:
         self.conn.execute("select 1")
 
 
-def signed(evt: dict[str, Any] | bytes, secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+def signed(evt: dict[str, Any] | bytes, secret: str, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """The raw body and the headers Stripe would send it with."""
     raw = evt if isinstance(evt, bytes) else json.dumps(evt).encode()
-    return raw, {"Stripe-Signature": sign_header(raw, secret), "Content-Type": "application/json"}
-
-
-def server_env(dsn: str) -> dict[str, str | None]:
-    return {"DATABASE_URL": dsn, "SUPABASE_URL": None, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "STRIPE_SECRET_KEY": None, "SUPABASE_JWT_SECRET": JWT_SECRET}
+    return raw, {"Stripe-Signature": sign_header(raw, secret, timestamp), "Content-Type": "application/json"}
