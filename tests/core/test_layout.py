@@ -1,7 +1,9 @@
 """The layout rule, enforced: package = capability, imports point one way.
 
     lib.core  <-  capability packages (chat, billing, keys, meetings, usage)  <-  lib.cli
-    lib.local (embedded Postgres, migrations, fakes, dev stack) imports only lib.core
+    lib.local (embedded Postgres, migrations, fakes, dev stack) is an outer ring like the CLI:
+      it may import lib.core and capability packages (a fake signs as billing verifies),
+      never lib.cli or functions/, and nothing but lib.cli imports it
     functions/ imports lib.core and capability packages, never lib.local or lib.cli
     nothing in lib imports functions/, tests/ or bench/, except lib.cli (the composition root)
     bench/ imports nothing from tests/
@@ -75,8 +77,10 @@ def allowed(source: str, target: str) -> bool:
         return target.startswith("lib") or target == "functions"
     if source == "lib.core" or source == "lib":
         return False
-    if source in (f"lib.{c}" for c in CAPABILITIES) or source == "lib.local":
+    if source in (f"lib.{c}" for c in CAPABILITIES):
         return target == "lib.core"
+    if source == "lib.local":
+        return target == "lib.core" or target in (f"lib.{c}" for c in CAPABILITIES)
     if source == "functions":
         return target == "lib.core" or target in (f"lib.{c}" for c in CAPABILITIES)
     if source == "api":
@@ -206,3 +210,15 @@ def test_checker_finds_a_cycle_and_loose_modules(tmp_path):
     assert cycles(root) == [["lib.cli.local", "lib.cli.stripe"]]
     assert loose_modules(root) == ["dev.py"]
     assert unknown_packages(root) == ["widgets"]
+
+
+def test_checker_keeps_lib_local_an_outer_ring(tmp_path):
+    root = _tree(tmp_path, {
+        "lib/__init__.py": "", "lib/local/__init__.py": "", "lib/billing/__init__.py": "",
+        "lib/local/fake.py": "from lib.billing import signature\nfrom lib.cli import main\n",
+        "lib/billing/events.py": "from lib.local import fake\n", "lib/billing/signature.py": "",
+    })
+    bad = "\n".join(upward_edges(root))
+    assert "lib.local.fake imports lib.billing.signature" not in bad, "a fake may use what it fakes"
+    assert "lib.local.fake imports lib.cli (lib.local may not import lib.cli)" in bad
+    assert "lib.billing.events imports lib.local.fake (lib.billing may not import lib.local)" in bad
