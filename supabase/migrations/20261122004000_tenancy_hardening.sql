@@ -8,8 +8,8 @@
  *   the free plan has no plan allowance; paid plans grant theirs as before.
  * - anon and authenticated hold no privilege on sequences, now or for future ones.
  * - An invitation is re-checked at acceptance (its inviter still active and still
- *   allowed to invite to that role) and is deleted when its inviter is demoted, removed
- *   or shut out.
+ *   allowed to invite to that role) and becomes void (voided_at) when its inviter is
+ *   demoted, removed or shut out.
  * - Limits (private.app_settings, with defaults): team organizations owned per person,
  *   open invitations per organization, projects per organization (active keys per
  *   organization: the keys_bans migration). Exceeding one raises PT429 naming it.
@@ -59,6 +59,10 @@ alter default privileges in schema public revoke all on sequences from anon, aut
 -- Tables too: every table grants what it needs explicitly, right under its definition.
 alter default privileges for role postgres in schema public revoke all on tables from anon, authenticated;
 alter default privileges in schema public revoke all on tables from anon, authenticated;
+
+-- An invitation whose inviter lost the right to send it is void (kept, to say why at acceptance).
+alter table public.invitations add column voided_at timestamptz;
+grant select (voided_at) on public.invitations to authenticated;
 
 -- Members read every column of their organizations but the Stripe customer id.
 revoke select on public.organizations from authenticated;
@@ -119,7 +123,7 @@ $$;
 /**
  * Invitations never outlive their inviter's rights: when a member is demoted or
  * removed, the open invitations they sent that their role no longer allows (admin
- * invitations need an owner, member invitations an admin) are deleted.
+ * invitations need an owner, member invitations an admin) become void (voided_at).
  */
 create or replace function private.void_invitations_of_member()
 returns trigger
@@ -128,8 +132,8 @@ security definer
 set search_path = ''
 as $$
 begin
-  delete from public.invitations i
-  where i.org_id = old.org_id and i.invited_by = old.user_id and i.accepted_at is null
+  update public.invitations i set voided_at = now()
+  where i.org_id = old.org_id and i.invited_by = old.user_id and i.accepted_at is null and i.voided_at is null
     and (tg_op = 'DELETE' or new.role < private.role_to_invite(i.role));
   return null;
 end;
@@ -140,7 +144,7 @@ create trigger organization_members_void_invitations
   for each row execute function private.void_invitations_of_member();
 
 /**
- * A banned or deactivated user's open invitations are deleted (a ban through
+ * A banned or deactivated user's open invitations become void (a ban through
  * auth.users.banned_until is caught at acceptance instead, see accept_invitation).
  */
 create or replace function private.void_invitations_of_banned()
@@ -151,7 +155,8 @@ set search_path = ''
 as $$
 begin
   if new.role = 'banned' or not new.is_active then
-    delete from public.invitations i where i.invited_by = new.id and i.accepted_at is null;
+    update public.invitations i set voided_at = now()
+    where i.invited_by = new.id and i.accepted_at is null and i.voided_at is null;
   end if;
   return null;
 end;
@@ -445,7 +450,8 @@ begin
   where i.org_id = invite_member.org_id and lower(i.email) = address and i.accepted_at is null;
   perform private.check_limit('max_open_invitations_per_org', 50,
     (select count(*) from public.invitations i
-     where i.org_id = invite_member.org_id and i.accepted_at is null and i.expires_at > now()),
+     where i.org_id = invite_member.org_id and i.accepted_at is null and i.voided_at is null
+       and i.expires_at > now()),
     'an organization may have at most % open invitations');
 
   return query
@@ -491,6 +497,10 @@ begin
   select lower(p.email) into caller_email from public.profiles p where p.id = caller;
   if caller_email is distinct from lower(inv.email) then
     raise exception 'this invitation was sent to another address' using errcode = '42501';
+  end if;
+  if inv.voided_at is not null then
+    raise exception 'invitation is void: the person who sent it may no longer invite to the % role', inv.role
+      using errcode = 'PT410', hint = 'ask an admin or owner of the organization for a new invitation';
   end if;
   select m.role into inviter_role from public.organization_members m
   where m.org_id = inv.org_id and m.user_id = inv.invited_by

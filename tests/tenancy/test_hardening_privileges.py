@@ -35,7 +35,7 @@ ALLOWED = {
     "last_used_at, name, org_id, prefix, project_id, revoked_at, revoked_by, status, tier, unkey_key_id, "
     "updated_at, usage_count)",
     "authenticated SELECT columns public.invitations(accepted_at, accepted_by, created_at, email, "
-    "expires_at, id, invited_by, org_id, role)",
+    "expires_at, id, invited_by, org_id, role, voided_at)",
     "authenticated SELECT columns public.organizations(billing_status, created_at, created_by, id, name, "
     "personal, personal_owner_id, plan_id, slug, updated_at)",
     "authenticated SELECT columns public.payments(amount, amount_paid, billing_reason, created_at, "
