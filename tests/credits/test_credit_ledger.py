@@ -60,9 +60,13 @@ def test_new_personal_org_holds_the_free_allowance(conn, org):
     assert_fresh_allowance(conn, org, 1000)
 
 
-def test_new_team_org_holds_the_free_allowance(conn):
-    team = make_team(conn, make_user(conn, "founder"))
-    assert_fresh_allowance(conn, team, 1000)
+def test_new_team_org_on_the_free_plan_holds_no_allowance(conn):
+    team = make_team(conn, make_user(conn, "founder"), allowance=0)
+    start, end = month_bounds(conn)
+    acct = account(conn, team)
+    assert (acct["balance"], acct["period_start"], acct["period_end"]) == (0, start, end), \
+        "the free allowance is personal: a team on the free plan starts the month with none"
+    assert grants(conn, team) == [] and ledger(conn, team) == [], "no grant, no ledger row"
 
 
 def test_seeded_acme_holds_the_pro_allowance(conn):

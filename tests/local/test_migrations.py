@@ -64,11 +64,13 @@ def test_bootstrap_recreates_supabase_roles_and_auth_functions(conn):
     assert conn.execute("select auth.uid()").fetchone()[0] is None, "empty setting (after commit) reads as NULL"
 
 
-def test_forgotten_rls_is_exposed_as_on_supabase(conn):
-    """Default privileges grant new public tables to anon, like Supabase: only RLS protects them."""
+def test_forgotten_grant_is_not_exposed(conn):
+    """supabase/local grants new public tables to anon, like Supabase's default privileges;
+    the tenancy_hardening migration takes those defaults back, so a table a migration forgot
+    to grant (or to put RLS on) is not exposed, and every grant is explicit."""
     conn.execute("create table public.forgot_rls (id int)")
     priv = conn.execute("select has_table_privilege('anon', 'public.forgot_rls', 'select, insert')").fetchone()[0]
-    assert priv is True
+    assert priv is False
 
 
 def test_supabase_config_exposes_only_public_and_seeds():

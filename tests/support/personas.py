@@ -55,8 +55,13 @@ def personal_org(conn: psycopg.Connection, person: Person) -> uuid.UUID:
     return conn.execute("select id from public.organizations where personal_owner_id = %s", (person.id,)).fetchone()[0]
 
 
-def make_team(conn: psycopg.Connection, owner: Person, slug: str | None = None, **members: Person) -> uuid.UUID:
-    """A team org owned by `owner`; keyword args name the role of each extra member."""
+def make_team(conn: psycopg.Connection, owner: Person, slug: str | None = None, allowance: int = 1000,
+              **members: Person) -> uuid.UUID:
+    """A team org owned by `owner`; keyword args name the role of each extra member.
+
+    A team on the free plan gets no plan allowance (the free allowance is personal), so
+    the team starts with `allowance` credits granted as superuser exactly as the free plan
+    grant of the period would be (the money tests need something to spend); 0 for none."""
     slug = slug or f"team-{uuid.uuid4().hex[:10]}"
     org_id = conn.execute(
         "insert into public.organizations (name, slug, created_by) values (%s, %s, %s) returning id",
@@ -67,6 +72,11 @@ def make_team(conn: psycopg.Connection, owner: Person, slug: str | None = None, 
         role = role.rstrip("0123456789")
         conn.execute("insert into public.organization_members (org_id, user_id, role) values (%s, %s, %s)",
                      (org_id, person.id, role))
+    if allowance:
+        conn.execute(
+            "select private.grant_credits(a.org_id, 'plan', %s, a.period_end, "
+            "'plan:' || a.org_id || ':free:' || extract(epoch from a.period_start)::bigint, 'free plan allowance') "
+            "from public.credit_accounts a where a.org_id = %s", (allowance, org_id))
     return org_id
 
 
