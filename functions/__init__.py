@@ -22,6 +22,10 @@ ROUTES: list[Route] = [
     Route("/api/stripe/checkout", "stripe_checkout", "stripe_checkout", ("POST",)),
     Route("/api/stripe/portal", "stripe_portal", "stripe_portal", ("POST",)),
     Route("/api/stripe/sync", "stripe_sync", "stripe_sync", ("POST",)),
+    Route("/api/daily/webhook", "daily_webhook", "daily_webhook", ("POST",)),
+    Route("/api/meetings", "meetings", "meetings", ("POST",)),
+    Route("/api/meetings/<meeting_id>/cancel", "meetings", "meetings", ("POST",)),
+    Route("/api/rooms/<meeting_id>/state", "room_state", "room_state", ("GET", "PUT")),
     Route("/v1/chat/completions", "chat", "chat", ("POST",)),
     Route("/api/chat", "chat", "chat", ("POST",)),
 ]

@@ -364,8 +364,7 @@ declare
 begin
   select p.* into plan from public.plans p join public.organizations o on o.plan_id = p.id where o.id = org;
   f := coalesce(plan.features, '{}'::jsonb);
-  if f ? 'meeting_max_participants' and (max_participants is null
-                                         or max_participants > (f ->> 'meeting_max_participants')::integer) then
+  if f ? 'meeting_max_participants' and max_participants > (f ->> 'meeting_max_participants')::integer then
     raise exception 'the % plan allows at most % participants per meeting', plan.name,
       f ->> 'meeting_max_participants' using errcode = 'PT403';
   end if;

@@ -75,10 +75,11 @@ $$;
  * its id, then applies it (`data` is the payload normalized by lib.meetings.events;
  * `payload` the raw envelope). A duplicate changes nothing and answers duplicate; an
  * event for a room we do not know, or of a type we do not handle, is stored ignored;
- * one that fails is stored failed with its error (applied again if Daily resends it).
+ * one that fails (or that lib.meetings.events could not read: `invalid`) is stored
+ * failed with its error, and applied again if Daily resends it.
  */
 create or replace function public.daily_apply_event(
-  event_id text, event_type text, event_ts double precision, data jsonb, payload jsonb
+  event_id text, event_type text, event_ts double precision, data jsonb, payload jsonb, invalid text default null
 )
 returns jsonb
 language plpgsql
@@ -101,7 +102,10 @@ begin
   end if;
 
   meeting := private.daily_event_meeting(data);
-  if meeting is null then
+  if invalid is not null then
+    outcome := 'failed';
+    problem := invalid;
+  elsif meeting is null then
     outcome := 'ignored';
     problem := case when data ->> 'room' is null then 'no room in the event and no known recording'
                     else format('unknown room %s', data ->> 'room') end;
@@ -131,9 +135,9 @@ begin
                             'error', problem);
 end;
 $$;
-revoke execute on function public.daily_apply_event(text, text, double precision, jsonb, jsonb)
+revoke execute on function public.daily_apply_event(text, text, double precision, jsonb, jsonb, text)
   from public, anon, authenticated;
-grant execute on function public.daily_apply_event(text, text, double precision, jsonb, jsonb) to service_role;
+grant execute on function public.daily_apply_event(text, text, double precision, jsonb, jsonb, text) to service_role;
 
 /**
  * Service role (tollbooth meetings reconcile): the meetings to re-read from Daily,
