@@ -79,7 +79,9 @@ def make_meeting(conn: psycopg.Connection, org: Any, by: Any = None, room: str |
 def server_env(dsn: str, daily_url: str | None = None, **extra: str | None) -> dict[str, str | None]:
     return {"DATABASE_URL": dsn, "SUPABASE_URL": None, "SUPABASE_JWT_SECRET": JWT_SECRET,
             "DAILY_WEBHOOK_SECRET": DAILY_WEBHOOK_SECRET, "DAILY_API_KEY": DAILY_API_KEY,
-            "DAILY_API_URL": daily_url, "ROOMS_ENCRYPTION_KEYS": ROOMS_KEY_A, **extra}
+            "DAILY_API_URL": daily_url, "ROOMS_ENCRYPTION_KEYS": ROOMS_KEY_A,
+            # chat is configured (so X-Meeting-Id is checked) but no upstream is ever reached
+            "OPENAI_API_KEY": "sk-test-upstream", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", **extra}
 
 
 def now() -> int:
