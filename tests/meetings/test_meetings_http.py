@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from lib.meetings.signature import compute_signature, verify
 from lib.core.errors import BadRequest
+from lib.meetings.signature import compute_signature, verify
 from tests.support.daily import event, make_meeting, now, post_event, signed
 from tests.support.pg import snapshot
 from tests.support.secrets import DAILY_WEBHOOK_SECRET, WRONG_DAILY_WEBHOOK_SECRET, bearer
