@@ -175,6 +175,9 @@ def completion_limit(body: ChatBody) -> int | None:
 def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
           request_id: str, endpoint: str, headers: Headers, started: float | None = None) -> Metered:
     meeting_id = uuid_header(headers, "x-meeting-id")
+    if meeting_id is not None:  # a meeting of the org this call is billed to (403 otherwise), before reserving
+        db.rpc("chat_meeting_check", {"meeting_id": meeting_id, "key_hash": caller.key_hash,
+                                      "user_id": caller.user_id, "org_id": caller.org_id})
     try:
         answer = db.rpc("begin_chat_request", {
             "request_id": request_id,

@@ -31,6 +31,7 @@ class Settings(BaseModel):
     stripe_webhook_secret: str | None = None
     daily_api_key: str | None = None
     daily_webhook_secret: str | None = None
+    daily_api_url: str = "https://api.daily.co/v1"
     cron_secret: str | None = None
     rooms_encryption_keys: str | None = None
     # the prefix API keys are minted with; the database owns it (private.app_settings),

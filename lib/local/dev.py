@@ -86,6 +86,7 @@ def _start_side_services(host: str, port: int, key: str) -> list[str]:
         os.environ["OPENAI_BASE_URL"] = upstream
         os.environ["OPENAI_API_KEY"] = "sk-fake-local"
         lines.append(f"  (no OPENAI_API_KEY set: chat goes to the fake OpenAI upstream at {upstream})")
+    lines += _fake_daily(host, base)
     lines += [
         f"  curl -s {base}/v1/chat/completions -H 'authorization: Bearer {key}' \\",
         "       -H 'content-type: application/json' \\",
@@ -99,3 +100,29 @@ def _start_side_services(host: str, port: int, key: str) -> list[str]:
         f"OpenAI SDK: OpenAI(base_url=\"{base}/v1\", api_key=\"{key}\")",
     ]
     return lines
+
+
+LOCAL_DAILY_WEBHOOK_SECRET = "dG9sbGJvb3RoLWxvY2FsLWRhaWx5LXdlYmhvb2stc2VjcmV0"  # base64, local only
+LOCAL_ROOMS_KEY = "local1:" + "bG9jYWwtcm9vbXMta2V5LTMyLWJ5dGVzLWxvbmchISE="  # 32 bytes, local only
+
+
+def _fake_daily(host: str, base: str) -> list[str]:
+    """The fake Daily REST API when no DAILY_API_KEY is set; it delivers the webhooks of
+    the meetings it simulates to this server."""
+    os.environ.setdefault("DAILY_WEBHOOK_SECRET", LOCAL_DAILY_WEBHOOK_SECRET)
+    os.environ.setdefault("ROOMS_ENCRYPTION_KEYS", LOCAL_ROOMS_KEY)
+    if os.environ.get("DAILY_API_KEY"):
+        return []
+    from lib.local.fake_daily import FakeDaily
+
+    fake = FakeDaily(webhook_url=f"{base}/api/daily/webhook", webhook_secret=os.environ["DAILY_WEBHOOK_SECRET"])
+    daily = fake.start(host, 0)
+    os.environ["DAILY_API_URL"] = daily
+    os.environ["DAILY_API_KEY"] = "fake-daily-local"
+    return [
+        f"  (no DAILY_API_KEY set: meetings use the fake Daily API at {daily})",
+        f"  curl -s {base}/api/meetings -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\",
+        "       -d '{\"org_id\": \"00000000-0000-4000-8000-00000000ac3e\", \"name\": \"demo-room\"}'",
+        f"  curl -s -X POST {daily}/_fake/rooms/demo-room/simulate -H 'authorization: Bearer x'"
+        "   # plays a meeting, delivers its webhooks",
+    ]

@@ -126,7 +126,9 @@ def test_meeting_and_project_attribution(stack):
     org = stack.team(owner)
     project = stack.sql.execute("insert into projects (org_id, name) values (%s, 'p') returning id", (org,)).fetchone()[0]
     key = stack.key(owner, org, project_id=project)
-    meeting = "6f1c2b8e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"
+    # X-Meeting-Id must name a meeting of the org the call is billed to (tests/meetings covers the refusal)
+    meeting = str(stack.sql.execute("insert into meetings (org_id, room_name) values (%s, %s) returning id",
+                                    (org, f"room-{org.hex[:8]}" if hasattr(org, "hex") else "room-attr")).fetchone()[0])
     r = stack.post(token=key["key"], json=chat_body(max_tokens=2), headers={"x-meeting-id": meeting})
     assert r.status_code == 200
     row = stack.usage(org)[0]

@@ -27,3 +27,11 @@ def access_token(person: Any, secret: str = JWT_SECRET) -> str:
 
 def bearer(person: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {access_token(person)}"}
+
+# Daily (the webhook secret is base64, as Daily's `hmac` is)
+DAILY_WEBHOOK_SECRET = "dG9sbGJvb3RoLXRlc3QtZGFpbHktd2ViaG9vay1zZWNyZXQ="
+WRONG_DAILY_WEBHOOK_SECRET = "bm90LXRoZS1kYWlseS1zZWNyZXQ="
+DAILY_API_KEY = "daily-test-key"
+# ROOMS_ENCRYPTION_KEYS entries (32-byte AES keys)
+ROOMS_KEY_A = "ka:" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+ROOMS_KEY_B = "kb:" + "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="

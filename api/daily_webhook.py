@@ -1,0 +1,2 @@
+# Vercel entry point: /api/daily/webhook
+from functions.daily_webhook import app  # noqa: F401

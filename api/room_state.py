@@ -1,0 +1,2 @@
+# Vercel entry point: /api/rooms/:meeting_id/state
+from functions.room_state import app  # noqa: F401
