@@ -143,6 +143,26 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
+                },"daily_events": {
+                  Row: {
+                    "attempts": number,"error": string | null,"event_ts": string | null,"id": string,"meeting_id": string | null,"payload": NonNullable<Json>,"received_at": string,"recording_id": string | null,"room_name": string | null,"status": Database["public"]['Enums']["daily_event_status"],"type": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "attempts"?: number,"error"?: string | null,"event_ts"?: string | null,"id": string,"meeting_id"?: string | null,"payload": NonNullable<Json>,"received_at"?: string,"recording_id"?: string | null,"room_name"?: string | null,"status": Database["public"]['Enums']["daily_event_status"],"type": string
+                  }
+                  Update: {
+                    "attempts"?: number,"error"?: string | null,"event_ts"?: string | null,"id"?: string,"meeting_id"?: string | null,"payload"?: NonNullable<Json>,"received_at"?: string,"recording_id"?: string | null,"room_name"?: string | null,"status"?: Database["public"]['Enums']["daily_event_status"],"type"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "daily_events_meeting_id_fkey"
+      columns: ["meeting_id"]
+isOneToOne: false
+      referencedRelation: "meetings"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"invitations": {
                   Row: {
                     "accepted_at": string | null,"accepted_by": string | null,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"org_id": string,"role": Database["public"]['Enums']["member_role"],"token_hash": string,"voided_at": string | null
@@ -157,6 +177,26 @@ isOneToOne: false
                   Relationships: [
                     {
       foreignKeyName: "invitations_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"meetings": {
+                  Row: {
+                    "cancelled_at": string | null,"created_at": string,"created_by": string | null,"daily_meeting_id": string | null,"daily_room_id": string | null,"duration_seconds": number | null,"enable_recording": boolean,"enable_transcription": boolean,"ended_at": string | null,"expires_at": string | null,"id": string,"max_participants": number | null,"metadata": NonNullable<Json>,"org_id": string,"privacy": string,"recording_id": string | null,"recording_status": string | null,"recording_url": string | null,"room_name": string,"room_url": string | null,"scheduled_for": string | null,"started_at": string | null,"status": Database["public"]['Enums']["meeting_status"],"transcript_id": string | null,"transcript_status": string | null,"transcript_url": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "cancelled_at"?: string | null,"created_at"?: string,"created_by"?: string | null,"daily_meeting_id"?: string | null,"daily_room_id"?: string | null,"duration_seconds"?: number | null,"enable_recording"?: boolean,"enable_transcription"?: boolean,"ended_at"?: string | null,"expires_at"?: string | null,"id"?: string,"max_participants"?: number | null,"metadata"?: NonNullable<Json>,"org_id": string,"privacy"?: string,"recording_id"?: string | null,"recording_status"?: string | null,"recording_url"?: string | null,"room_name": string,"room_url"?: string | null,"scheduled_for"?: string | null,"started_at"?: string | null,"status"?: Database["public"]['Enums']["meeting_status"],"transcript_id"?: string | null,"transcript_status"?: string | null,"transcript_url"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "cancelled_at"?: string | null,"created_at"?: string,"created_by"?: string | null,"daily_meeting_id"?: string | null,"daily_room_id"?: string | null,"duration_seconds"?: number | null,"enable_recording"?: boolean,"enable_transcription"?: boolean,"ended_at"?: string | null,"expires_at"?: string | null,"id"?: string,"max_participants"?: number | null,"metadata"?: NonNullable<Json>,"org_id"?: string,"privacy"?: string,"recording_id"?: string | null,"recording_status"?: string | null,"recording_url"?: string | null,"room_name"?: string,"room_url"?: string | null,"scheduled_for"?: string | null,"started_at"?: string | null,"status"?: Database["public"]['Enums']["meeting_status"],"transcript_id"?: string | null,"transcript_status"?: string | null,"transcript_url"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "meetings_org_id_fkey"
       columns: ["org_id"]
 isOneToOne: false
       referencedRelation: "organizations"
@@ -215,6 +255,26 @@ isOneToOne: false
 isOneToOne: false
       referencedRelation: "plans"
       referencedColumns: ["id"]
+    }
+                  ]
+                },"participants": {
+                  Row: {
+                    "created_at": string,"daily_participant_id": string,"daily_user_id": string | null,"duration_seconds": number | null,"email": string | null,"id": string,"joined_at": string | null,"left_at": string | null,"meeting_id": string,"name": string | null,"org_id": string,"role": Database["public"]['Enums']["participant_role"],"updated_at": string,"user_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"daily_participant_id": string,"daily_user_id"?: string | null,"duration_seconds"?: number | null,"email"?: string | null,"id"?: string,"joined_at"?: string | null,"left_at"?: string | null,"meeting_id": string,"name"?: string | null,"org_id": string,"role"?: Database["public"]['Enums']["participant_role"],"updated_at"?: string,"user_id"?: string | null
+                  }
+                  Update: {
+                    "created_at"?: string,"daily_participant_id"?: string,"daily_user_id"?: string | null,"duration_seconds"?: number | null,"email"?: string | null,"id"?: string,"joined_at"?: string | null,"left_at"?: string | null,"meeting_id"?: string,"name"?: string | null,"org_id"?: string,"role"?: Database["public"]['Enums']["participant_role"],"updated_at"?: string,"user_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "participants_org_id_meeting_id_fkey"
+      columns: ["org_id","meeting_id"]
+isOneToOne: false
+      referencedRelation: "meetings"
+      referencedColumns: ["org_id","id"]
     }
                   ]
                 },"payments": {
@@ -283,6 +343,26 @@ isOneToOne: false
 isOneToOne: false
       referencedRelation: "organizations"
       referencedColumns: ["id"]
+    }
+                  ]
+                },"rooms": {
+                  Row: {
+                    "created_at": string,"key_id": string | null,"meeting_id": string,"org_id": string,"secrets": NonNullable<Json>,"state": NonNullable<Json>,"updated_at": string,"updated_by": string | null,"version": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"key_id"?: string | null,"meeting_id": string,"org_id": string,"secrets"?: NonNullable<Json>,"state"?: NonNullable<Json>,"updated_at"?: string,"updated_by"?: string | null,"version"?: number
+                  }
+                  Update: {
+                    "created_at"?: string,"key_id"?: string | null,"meeting_id"?: string,"org_id"?: string,"secrets"?: NonNullable<Json>,"state"?: NonNullable<Json>,"updated_at"?: string,"updated_by"?: string | null,"version"?: number
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "rooms_org_id_meeting_id_fkey"
+      columns: ["org_id","meeting_id"]
+isOneToOne: false
+      referencedRelation: "meetings"
+      referencedColumns: ["org_id","id"]
     }
                   ]
                 },"stripe_customers": {
@@ -392,6 +472,12 @@ isOneToOne: false
       referencedRelation: "api_keys"
       referencedColumns: ["id"]
     },{
+      foreignKeyName: "usage_events_meeting_fkey"
+      columns: ["org_id","meeting_id"]
+isOneToOne: false
+      referencedRelation: "meetings"
+      referencedColumns: ["org_id","id"]
+    },{
       foreignKeyName: "usage_events_org_id_fkey"
       columns: ["org_id"]
 isOneToOne: false
@@ -437,8 +523,17 @@ isOneToOne: true
 "begin_chat_request":
 { Args: { "choices"?: number,"completion_tokens_limit"?: number,"key_hash"?: string,"model": string,"org_id"?: string,"prompt_tokens_bound": number,"request_id": string,"ttl_seconds"?: number,"user_id"?: string }; Returns: Json
                            },
+"cancel_meeting":
+{ Args: { "meeting_id": string,"user_id": string }; Returns: Json
+                           },
+"chat_meeting_check":
+{ Args: { "key_hash"?: string,"meeting_id": string,"org_id"?: string,"user_id"?: string }; Returns: Json
+                           },
 "create_api_key":
 { Args: { "description"?: string,"expires_at"?: string,"name": string,"org_id": string,"project_id"?: string }; Returns: Json
+                           },
+"create_meeting":
+{ Args: { "daily_room": Json,"enable_recording"?: boolean,"enable_transcription"?: boolean,"expires_at"?: string,"max_participants"?: number,"metadata"?: Json,"org_id": string,"privacy"?: string,"room_name": string,"scheduled_for"?: string,"user_id": string }; Returns: Json
                            },
 "create_organization":
 { Args: { "name": string,"slug": string }; Returns: {
@@ -460,6 +555,9 @@ isOneToOne: true
         isOneToOne: true
         isSetofReturn: false
       } },
+"daily_apply_event":
+{ Args: { "data": Json,"event_id": string,"event_ts": number,"event_type": string,"invalid"?: string,"payload": Json }; Returns: Json
+                           },
 "delete_organization":
 { Args: { "org_id": string }; Returns: undefined
                            },
@@ -486,8 +584,25 @@ isOneToOne: true
 "list_models_for_caller":
 { Args: { "key_hash"?: string,"org_id"?: string,"user_id"?: string }; Returns: Json
                            },
+"meeting_cancel_check":
+{ Args: { "meeting_id": string,"user_id": string }; Returns: Json
+                           },
+"meeting_check":
+{ Args: { "enable_recording"?: boolean,"expires_at"?: string,"max_participants"?: number,"org_id": string,"user_id": string }; Returns: Json
+                           },
+"meeting_costs":
+{ Args: { "meeting_ids"?: (string)[],"org_id": string }; Returns: {
+              "completion_tokens": number,"cost_usd": number,"credits": number,"duration_seconds": number,"ended_at": string,"meeting_id": string,"participant_count": number,"prompt_tokens": number,"requests": number,"room_name": string,"started_at": string,"status": Database["public"]['Enums']["meeting_status"],"total_tokens": number
+            }[]
+                           },
+"meetings_to_reconcile":
+{ Args: { "since"?: string }; Returns: Json
+                           },
 "organization_stripe_customer_id":
 { Args: { "org_id": string }; Returns: string
+                           },
+"reconcile_meeting":
+{ Args: { "meeting_id": string,"recordings"?: Json,"sessions"?: Json,"transcripts"?: Json }; Returns: Json
                            },
 "release_credits":
 { Args: { "reason"?: string,"request_id": string }; Returns: Json
@@ -503,6 +618,18 @@ isOneToOne: true
                            },
 "revoke_api_key":
 { Args: { "id": string }; Returns: Json
+                           },
+"room_state_get":
+{ Args: { "meeting_id": string,"user_id": string }; Returns: Json
+                           },
+"room_state_put":
+{ Args: { "expected_version"?: number,"key_id": string,"meeting_id": string,"secrets": Json,"state": Json,"user_id": string }; Returns: Json
+                           },
+"room_state_rotate":
+{ Args: { "key_id": string,"meeting_id": string,"previous": Json,"secrets": Json }; Returns: Json
+                           },
+"rooms_to_rotate":
+{ Args: { "batch"?: number,"key_id": string }; Returns: Json
                            },
 "settle_credits":
 { Args: { "charge": number,"request_id": string }; Returns: Json
@@ -535,7 +662,7 @@ isOneToOne: true
       } }
           }
           Enums: {
-            "billing_status": "active"|"inactive"|"canceled"|"past_due","credit_entry_kind": "grant"|"reservation"|"settlement"|"release"|"expiry"|"adjustment","credit_grant_kind": "plan"|"purchase"|"trial"|"adjustment","member_role": "member"|"admin"|"owner","stripe_event_status": "processed"|"ignored"|"failed","subscription_status": "incomplete"|"incomplete_expired"|"trialing"|"active"|"past_due"|"canceled"|"unpaid"|"paused","usage_status": "succeeded"|"upstream_error"|"upstream_timeout"|"upstream_unreachable"|"upstream_interrupted"|"client_disconnected","user_role": "user"|"premium"|"admin"|"banned"
+            "billing_status": "active"|"inactive"|"canceled"|"past_due","credit_entry_kind": "grant"|"reservation"|"settlement"|"release"|"expiry"|"adjustment","credit_grant_kind": "plan"|"purchase"|"trial"|"adjustment","daily_event_status": "processed"|"ignored"|"failed","meeting_status": "scheduled"|"in_progress"|"ended"|"cancelled","member_role": "member"|"admin"|"owner","participant_role": "host"|"guest"|"bot","stripe_event_status": "processed"|"ignored"|"failed","subscription_status": "incomplete"|"incomplete_expired"|"trialing"|"active"|"past_due"|"canceled"|"unpaid"|"paused","usage_status": "succeeded"|"upstream_error"|"upstream_timeout"|"upstream_unreachable"|"upstream_interrupted"|"client_disconnected","user_role": "user"|"premium"|"admin"|"banned"
           }
           CompositeTypes: {
             [_ in never]: never
@@ -651,7 +778,7 @@ export type CompositeTypes<
 export const Constants = {
   "public": {
           Enums: {
-            "billing_status": ["active", "inactive", "canceled", "past_due"],"credit_entry_kind": ["grant", "reservation", "settlement", "release", "expiry", "adjustment"],"credit_grant_kind": ["plan", "purchase", "trial", "adjustment"],"member_role": ["member", "admin", "owner"],"stripe_event_status": ["processed", "ignored", "failed"],"subscription_status": ["incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"],"usage_status": ["succeeded", "upstream_error", "upstream_timeout", "upstream_unreachable", "upstream_interrupted", "client_disconnected"],"user_role": ["user", "premium", "admin", "banned"]
+            "billing_status": ["active", "inactive", "canceled", "past_due"],"credit_entry_kind": ["grant", "reservation", "settlement", "release", "expiry", "adjustment"],"credit_grant_kind": ["plan", "purchase", "trial", "adjustment"],"daily_event_status": ["processed", "ignored", "failed"],"meeting_status": ["scheduled", "in_progress", "ended", "cancelled"],"member_role": ["member", "admin", "owner"],"participant_role": ["host", "guest", "bot"],"stripe_event_status": ["processed", "ignored", "failed"],"subscription_status": ["incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"],"usage_status": ["succeeded", "upstream_error", "upstream_timeout", "upstream_unreachable", "upstream_interrupted", "client_disconnected"],"user_role": ["user", "premium", "admin", "banned"]
           }
         }
 } as const

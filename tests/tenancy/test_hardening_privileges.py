@@ -58,6 +58,11 @@ ALLOWED = {
     "authenticated SELECT table public.credit_grants",
     "authenticated SELECT table public.credit_ledger",
     "authenticated SELECT table public.model_prices",
+    # meetings: members read meetings and participants, room state without its sealed secrets
+    "authenticated SELECT table public.meetings",
+    "authenticated SELECT table public.participants",
+    "authenticated SELECT columns public.rooms(created_at, key_id, meeting_id, org_id, state, updated_at, updated_by, version)",
+    "authenticated EXECUTE function public.meeting_costs(org_id uuid, meeting_ids uuid[])",
     "authenticated SELECT table public.organization_members",
     "authenticated SELECT table public.plans",
     "authenticated SELECT table public.profiles",
