@@ -90,7 +90,10 @@ def running_url(data_dir: Path, database: str = DATABASE) -> str | None:
 
 
 def _port_is_free(port: int) -> bool:
+    """Nobody listens there. SO_REUSEADDR as Postgres binds its own listener, so the
+    TIME_WAIT connections a just-stopped server leaves behind do not count as taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
