@@ -173,7 +173,8 @@ def completion_limit(body: ChatBody) -> int | None:
 
 
 def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
-          request_id: str, endpoint: str, headers: Headers, started: float | None = None) -> Metered:
+          request_id: str, endpoint: str, headers: Headers, started: float | None = None,
+          lease_seconds: int | None = None) -> Metered:
     meeting_id = uuid_header(headers, "x-meeting-id")
     try:
         answer = db.rpc("begin_chat_request", {
@@ -185,6 +186,7 @@ def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
             "key_hash": caller.key_hash,
             "user_id": caller.user_id,
             "org_id": caller.org_id,
+            **({"ttl_seconds": lease_seconds} if lease_seconds else {}),
         })
     except PaymentRequired as err:
         err.headers["x-should-retry"] = "false"
@@ -199,7 +201,18 @@ def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
 
 def finish(db: Database, m: Metered, *, status: UsageStatus, http_status: int, usage: Usage | None,
            estimated: bool = False, upstream_id: str | None = None, error: str | None = None) -> Settlement:
-    return Settlement.from_sql(db.rpc("finish_chat_request", {
+    """One attempt at `finish_chat_request` (lib.chat.settlement.settle retries and
+    keeps what it cannot write)."""
+    return Settlement.from_sql(db.rpc("finish_chat_request", finish_args(
+        m, status=status, http_status=http_status, usage=usage, estimated=estimated, upstream_id=upstream_id,
+        error=error)))
+
+
+def finish_args(m: Metered, *, status: UsageStatus, http_status: int, usage: Usage | None,
+                estimated: bool = False, upstream_id: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """The arguments of `finish_chat_request` for this request, plain JSON values (the
+    outbox stores them as they are)."""
+    return {
         "request_id": m.request_id,
         "status": status,
         "http_status": http_status,
@@ -209,7 +222,7 @@ def finish(db: Database, m: Metered, *, status: UsageStatus, http_status: int, u
         "api_key_id": m.grant.api_key_id,
         "user_id": m.grant.user_id,
         "project_id": m.grant.project_id,
-        "meeting_id": m.meeting_id,
+        "meeting_id": str(m.meeting_id) if m.meeting_id else None,
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "cached_tokens": usage.cached_tokens if usage else 0,
@@ -219,7 +232,7 @@ def finish(db: Database, m: Metered, *, status: UsageStatus, http_status: int, u
         "upstream_id": upstream_id,
         "latency_ms": int((time.perf_counter() - m.started) * 1000),
         "error": error,
-    }))
+    }
 
 
 def estimated_usage(m: Metered, completion_chunks: int) -> Usage:

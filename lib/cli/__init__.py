@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from lib.cli import local, serve, stripe
+from lib.cli import chat, local, serve, stripe
 from lib.core.config import DEFAULT_DATA_DIR
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.register(sub)
     serve.register(sub)
     stripe.register(sub)
+    chat.register(sub)
     return p
 
 
