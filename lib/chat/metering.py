@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Literal, Protocol, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from lib.chat.token_bounds import prompt_token_bound, prompt_token_estimate
 from lib.core.auth import bearer_token, looks_like_jwt, verify_access_token
@@ -35,17 +35,36 @@ class Headers(Protocol):
     def get(self, key: str, /) -> str | None: ...
 
 
+class Message(BaseModel):
+    """One chat message: a known role, and content (text or parts) unless the message
+    is an assistant's tool call. Other fields pass through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Message:
+        extra = self.model_extra or {}
+        if self.content is None and not (self.role == "assistant" and (extra.get("tool_calls")
+                                                                       or extra.get("function_call"))):
+            raise ValueError("a message needs content (or, from the assistant, tool_calls)")
+        return self
+
+
 class ChatBody(BaseModel):
-    """The Chat Completions request; parameters we do not know pass through untouched."""
+    """The Chat Completions request; parameters we do not know pass through untouched.
+    Numbers are strict: `true` is not a token count."""
 
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=100_000)
     stream: StrictBool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int | None = Field(default=None, ge=1, le=128)
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    n: StrictInt | None = Field(default=None, ge=1, le=128)
     stream_options: dict[str, Any] | None = None
 
 

@@ -55,6 +55,14 @@ class Gone(TollboothError):
     status, type = 410, "gone"
 
 
+class PayloadTooLarge(TollboothError):
+    status, type = 413, "request_too_large"
+
+
+class HeadersTooLarge(TollboothError):
+    status, type = 431, "request_headers_too_large"
+
+
 class Unprocessable(TollboothError):
     status, type = 422, "unprocessable_entity"
 

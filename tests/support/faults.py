@@ -82,3 +82,41 @@ def wait_until(predicate, timeout: float = 20.0, step: float = 0.1, what: str = 
             return
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def serve_process(env: dict[str, str], *, workers: int = 1, threads: int = 8):
+    """`tollbooth serve` (gunicorn) as a child process in its own session: (Popen, base URL).
+    The caller kills it with os.killpg(proc.pid, SIGKILL)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lib.cli", "serve", "--port", str(port), "--workers", str(workers),
+                             "--threads", str(threads)], cwd=Path(__file__).resolve().parents[2],
+                            env={**os.environ, "LOG_LEVEL": "WARNING", **env}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{base}/api/health", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return proc.poll() is not None
+
+    wait_until(answers, timeout=60, what="tollbooth serve to start")
+    assert proc.poll() is None, "tollbooth serve exited at start"
+    return proc, base
