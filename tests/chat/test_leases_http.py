@@ -34,12 +34,12 @@ def test_a_live_stream_keeps_its_hold_across_leases(fresh_dsn, upstream, tmp_pat
     with psycopg.connect(fresh_dsn, autocommit=True) as sql:
         with running_server(DATABASE_URL=fresh_dsn, SUPABASE_URL=None, OPENAI_BASE_URL=upstream.base_url,
                             OPENAI_API_KEY=OPENAI_API_KEY, SUPABASE_JWT_SECRET=JWT_SECRET,
-                            RESERVATION_LEASE_SECONDS="1", METERING_OUTBOX_DIR=str(tmp_path / "outbox")) as base:
+                            RESERVATION_LEASE_SECONDS="2", METERING_OUTBOX_DIR=str(tmp_path / "outbox")) as base:
             stack = Stack(base, sql, upstream)
             owner = stack.user("owner")
             org = stack.team(owner)
             key = stack.key(owner, org)["key"]
-            upstream.chunk_delay_ms = 250  # about 4.5 s of streaming: several 1 s leases
+            upstream.chunk_delay_ms = 500  # about 9 s of streaming: several 2 s leases
             result: dict = {}
 
             def long_stream():
@@ -50,11 +50,13 @@ def test_a_live_stream_keeps_its_hold_across_leases(fresh_dsn, upstream, tmp_pat
             t.start()
             wait_until(lambda: len(_open_holds(sql, org)) == 1, what="the stream's hold")
             stream_id = _open_holds(sql, org)[0]
-            time.sleep(2.5)  # past two leases: the renewer has kept it alive
+            time.sleep(4.5)  # past two leases: the renewer has kept it alive
             upstream.chunk_delay_ms = 0
             quick = stack.post(token=key, json=chat_body(max_tokens=2))  # runs the org's lapsed-lease cleanup
             assert quick.status_code == 200
-            assert stream_id in _open_holds(sql, org), "the live stream's hold was not released"
+            state = sql.execute("select status, lapsed from credit_reservations where request_id = %s",
+                                (stream_id,)).fetchone()
+            assert state == ("open", False), f"the live stream's hold was not released: {state}"
             t.join(30)
             assert result["r"].status_code == 200 and "[DONE]" in result["r"].text
             kinds = [k for (k,) in sql.execute("select kind::text from credit_ledger where request_id = %s order by id",
