@@ -56,7 +56,8 @@ def test_a_live_stream_keeps_its_hold_across_leases(fresh_dsn, upstream, tmp_pat
             assert quick.status_code == 200
             state = sql.execute("select status, lapsed from credit_reservations where request_id = %s",
                                 (stream_id,)).fetchone()
-            assert state == ("open", False), f"the live stream's hold was not released: {state}"
+            # still open, or (on a loaded machine the stream may already have ended) settled normally
+            assert state in (("open", False), ("settled", False)), f"the live stream's hold was released: {state}"
             t.join(30)
             assert result["r"].status_code == 200 and "[DONE]" in result["r"].text
             kinds = [k for (k,) in sql.execute("select kind::text from credit_ledger where request_id = %s order by id",
