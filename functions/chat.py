@@ -31,7 +31,7 @@ def chat(request: flask.Request) -> flask.Response:
     body = validate(raw, ChatBody)
     db = get_database()
     metered = begin(db, caller, body, raw, request_id=request_id_var.get() or "", endpoint=request.path,
-                    headers=request.headers, started=started)
+                    headers=request.headers, started=started, lease_seconds=settings.reservation_lease_seconds)
     return reply_response(proxy(db, settings, metered, request.headers.get("user-agent")))
 
 

@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Literal, Protocol, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from lib.chat.token_bounds import prompt_token_bound, prompt_token_estimate
 from lib.core.auth import bearer_token, looks_like_jwt, verify_access_token
@@ -35,17 +35,36 @@ class Headers(Protocol):
     def get(self, key: str, /) -> str | None: ...
 
 
+class Message(BaseModel):
+    """One chat message: a known role, and content (text or parts) unless the message
+    is an assistant's tool call. Other fields pass through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Message:
+        extra = self.model_extra or {}
+        if self.content is None and not (self.role == "assistant" and (extra.get("tool_calls")
+                                                                       or extra.get("function_call"))):
+            raise ValueError("a message needs content (or, from the assistant, tool_calls)")
+        return self
+
+
 class ChatBody(BaseModel):
-    """The Chat Completions request; parameters we do not know pass through untouched."""
+    """The Chat Completions request; parameters we do not know pass through untouched.
+    Numbers are strict: `true` is not a token count."""
 
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=100_000)
     stream: StrictBool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int | None = Field(default=None, ge=1, le=128)
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    n: StrictInt | None = Field(default=None, ge=1, le=128)
     stream_options: dict[str, Any] | None = None
 
 
@@ -173,7 +192,8 @@ def completion_limit(body: ChatBody) -> int | None:
 
 
 def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
-          request_id: str, endpoint: str, headers: Headers, started: float | None = None) -> Metered:
+          request_id: str, endpoint: str, headers: Headers, started: float | None = None,
+          lease_seconds: int | None = None) -> Metered:
     meeting_id = uuid_header(headers, "x-meeting-id")
     if meeting_id is not None:  # a meeting of the org this call is billed to (403 otherwise), before reserving
         db.rpc("chat_meeting_check", {"meeting_id": meeting_id, "key_hash": caller.key_hash,
@@ -188,6 +208,7 @@ def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
             "key_hash": caller.key_hash,
             "user_id": caller.user_id,
             "org_id": caller.org_id,
+            **({"ttl_seconds": lease_seconds} if lease_seconds else {}),
         })
     except PaymentRequired as err:
         err.headers["x-should-retry"] = "false"
@@ -202,7 +223,18 @@ def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
 
 def finish(db: Database, m: Metered, *, status: UsageStatus, http_status: int, usage: Usage | None,
            estimated: bool = False, upstream_id: str | None = None, error: str | None = None) -> Settlement:
-    return Settlement.from_sql(db.rpc("finish_chat_request", {
+    """One attempt at `finish_chat_request` (lib.chat.settlement.settle retries and
+    keeps what it cannot write)."""
+    return Settlement.from_sql(db.rpc("finish_chat_request", finish_args(
+        m, status=status, http_status=http_status, usage=usage, estimated=estimated, upstream_id=upstream_id,
+        error=error)))
+
+
+def finish_args(m: Metered, *, status: UsageStatus, http_status: int, usage: Usage | None,
+                estimated: bool = False, upstream_id: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """The arguments of `finish_chat_request` for this request, plain JSON values (the
+    outbox stores them as they are)."""
+    return {
         "request_id": m.request_id,
         "status": status,
         "http_status": http_status,
@@ -212,7 +244,7 @@ def finish(db: Database, m: Metered, *, status: UsageStatus, http_status: int, u
         "api_key_id": m.grant.api_key_id,
         "user_id": m.grant.user_id,
         "project_id": m.grant.project_id,
-        "meeting_id": m.meeting_id,
+        "meeting_id": str(m.meeting_id) if m.meeting_id else None,
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "cached_tokens": usage.cached_tokens if usage else 0,
@@ -222,7 +254,7 @@ def finish(db: Database, m: Metered, *, status: UsageStatus, http_status: int, u
         "upstream_id": upstream_id,
         "latency_ms": int((time.perf_counter() - m.started) * 1000),
         "error": error,
-    }))
+    }
 
 
 def estimated_usage(m: Metered, completion_chunks: int) -> Usage:

@@ -16,7 +16,8 @@ from typing import Any, NoReturn
 
 import httpx
 
-from lib.chat.metering import Metered, Usage, UsageStatus, estimated_usage, finish
+from lib.chat.metering import Metered, Usage, UsageStatus, estimated_usage
+from lib.chat.settlement import runtime, settle
 from lib.chat.sse import StreamMeter, sse_events
 from lib.chat.upstream import chat_request, upstream_client
 from lib.core.config import Settings
@@ -53,13 +54,15 @@ def _headers(m: Metered, remaining: int, upstream_s: float, extra: httpx.Headers
     return headers
 
 
-def _fail(db: Database, m: Metered, err: TollboothError, status: UsageStatus, detail: str) -> NoReturn:
+def _fail(db: Database, settings: Settings, m: Metered, err: TollboothError, status: UsageStatus,
+          detail: str) -> NoReturn:
     """Release the reservation, record the failure, raise the error."""
-    finish(db, m, status=status, http_status=err.status, usage=None, error=detail)
+    settle(db, settings, m, status=status, http_status=err.status, usage=None, error=detail)
     raise err
 
 
 def proxy(db: Database, settings: Settings, m: Metered, user_agent: str | None) -> Reply:
+    runtime(settings)[2].add(m.request_id)  # renew this request's lease while it lives
     client = upstream_client(settings)
     extra = {"x-request-id": m.request_id, **({"user-agent": user_agent} if user_agent else {})}
     req = chat_request(client, settings.require("openai_api_key"), upstream_body(m), extra_headers=extra)
@@ -67,18 +70,19 @@ def proxy(db: Database, settings: Settings, m: Metered, user_agent: str | None) 
     try:
         resp = client.send(req, stream=True)
     except httpx.TimeoutException as exc:
-        _fail(db, m, UpstreamTimeout("the model provider did not answer in time"), "upstream_timeout", repr(exc))
+        _fail(db, settings, m, UpstreamTimeout("the model provider did not answer in time"), "upstream_timeout",
+              repr(exc))
     except httpx.HTTPError as exc:
-        _fail(db, m, UpstreamError("could not reach the model provider"), "upstream_unreachable", repr(exc))
+        _fail(db, settings, m, UpstreamError("could not reach the model provider"), "upstream_unreachable", repr(exc))
 
     if resp.status_code >= 400:
-        return _relay_error(db, m, resp, sent)
+        return _relay_error(db, settings, m, resp, sent)
     if m.stream:
         return _relay_stream(db, settings, m, resp, sent)
-    return _relay_json(db, m, resp, sent)
+    return _relay_json(db, settings, m, resp, sent)
 
 
-def _relay_error(db: Database, m: Metered, resp: httpx.Response, sent: float) -> Reply:
+def _relay_error(db: Database, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
     try:
         content = resp.read()
     except httpx.HTTPError:
@@ -87,35 +91,39 @@ def _relay_error(db: Database, m: Metered, resp: httpx.Response, sent: float) ->
         resp.close()
     upstream_s = time.perf_counter() - sent
     if resp.status_code >= 500:
-        _fail(db, m, UpstreamError(f"the model provider failed with HTTP {resp.status_code}"),
+        _fail(db, settings, m, UpstreamError(f"the model provider failed with HTTP {resp.status_code}"),
               "upstream_error", content[:500].decode("utf-8", "replace"))
-    result = finish(db, m, status="upstream_error", http_status=resp.status_code, usage=None,
+    result = settle(db, settings, m, status="upstream_error", http_status=resp.status_code, usage=None,
                     error=content[:500].decode("utf-8", "replace"))
-    return Reply(resp.status_code, _headers(m, result.remaining, upstream_s, resp.headers), content)
+    remaining = result.remaining if result else m.grant.remaining
+    return Reply(resp.status_code, _headers(m, remaining, upstream_s, resp.headers), content)
 
 
-def _relay_json(db: Database, m: Metered, resp: httpx.Response, sent: float) -> Reply:
+def _relay_json(db: Database, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
     try:
         content = resp.read()
     except httpx.TimeoutException as exc:
-        _fail(db, m, UpstreamTimeout("the model provider did not finish in time"), "upstream_timeout", repr(exc))
+        _fail(db, settings, m, UpstreamTimeout("the model provider did not finish in time"), "upstream_timeout",
+              repr(exc))
     except httpx.HTTPError as exc:
-        _fail(db, m, UpstreamError("the model provider broke off the response"), "upstream_error", repr(exc))
+        _fail(db, settings, m, UpstreamError("the model provider broke off the response"), "upstream_error", repr(exc))
     finally:
         resp.close()
     upstream_s = time.perf_counter() - sent
     try:
         payload = json.loads(content)
     except ValueError:
-        _fail(db, m, UpstreamError("the model provider sent a response that is not JSON"), "upstream_error",
+        _fail(db, settings, m, UpstreamError("the model provider sent a response that is not JSON"), "upstream_error",
               content[:200].decode("utf-8", "replace"))
     usage = Usage.from_openai(payload.get("usage")) if isinstance(payload, dict) else None
     estimated = usage is None
     if usage is None:
         usage = estimated_usage(m, _content_tokens_guess(payload))
-    result = finish(db, m, status="succeeded", http_status=200, usage=usage, estimated=estimated,
+    result = settle(db, settings, m, status="succeeded", http_status=200, usage=usage, estimated=estimated,
                     upstream_id=payload.get("id") if isinstance(payload, dict) else None)
-    return Reply(200, _headers(m, result.remaining, upstream_s, resp.headers), content)
+    # settled, or kept in the outbox to be settled when the database is back
+    remaining = result.remaining if result else m.grant.remaining
+    return Reply(200, _headers(m, remaining, upstream_s, resp.headers), content)
 
 
 def _content_tokens_guess(payload: Any) -> int:
@@ -150,7 +158,7 @@ def _relay_stream(db: Database, settings: Settings, m: Metered, resp: httpx.Resp
             log.warning("upstream stream broke off: %r", exc)
         finally:
             resp.close()
-            _settle_stream(db, m, meter, status)
+            _settle_stream(db, settings, m, meter, status)
 
     return Reply(200, headers, generate(), media_type="text/event-stream")
 
@@ -167,11 +175,14 @@ def _drain(events: Iterator[bytes], meter: StreamMeter, budget_s: float) -> None
         pass
 
 
-def _settle_stream(db: Database, m: Metered, meter: StreamMeter, status: UsageStatus) -> None:
+def _settle_stream(db: Database, settings: Settings, m: Metered, meter: StreamMeter, status: UsageStatus) -> None:
     usage, estimated = meter.usage, False
     if usage is None:
         usage, estimated = estimated_usage(m, meter.chunks), True
     try:
-        finish(db, m, status=status, http_status=200, usage=usage, estimated=estimated, upstream_id=meter.upstream_id)
-    except TollboothError:
-        log.exception("could not settle streamed request %s; the reservation expires and is released", m.request_id)
+        settle(db, settings, m, status=status, http_status=200, usage=usage, estimated=estimated,
+               upstream_id=meter.upstream_id)
+    except TollboothError:  # not transient (those go to the outbox): a contract break, loudly
+        log.exception("could not settle streamed request %s", m.request_id)
+    except OSError:
+        log.exception("could not settle streamed request %s nor write it to the outbox", m.request_id)

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from lib.cli import frontend, local, meetings, serve, stripe
+from lib.cli import chat, frontend, local, meetings, serve, stripe
 from lib.cli.common import NoDatabase
 from lib.core.config import DEFAULT_DATA_DIR
 from lib.core.errors import MissingSetting
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     stripe.register(sub)
     frontend.register(sub)
     meetings.register(sub)
+    chat.register(sub)
     return p
 
 

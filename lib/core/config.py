@@ -39,6 +39,16 @@ class Settings(BaseModel):
     api_key_prefix: str | None = None
     db_transport: str | None = Field(default=None, description="'psycopg' or 'postgrest'; default from what is set")
     db_pool_size: int = 8
+    # per pooled connection: no call holds a connection longer (0 = none)
+    db_statement_timeout_ms: int = 15000
+    # request bodies larger than this are refused (413) before they are read
+    max_body_bytes: int = 4 * 1024 * 1024
+    # the chat proxy's reservations are leases this long, renewed while the request lives
+    reservation_lease_seconds: int = 60
+    # settlement: how long to retry in the request before handing it to the outbox,
+    # and where the outbox lives (one fsynced file per unsettled request)
+    settle_inline_seconds: float = 2.0
+    metering_outbox_dir: str = ".tollbooth/outbox"
     log_level: str = "INFO"
 
     @classmethod

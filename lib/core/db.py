@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 import psycopg
 from psycopg.types.json import set_json_loads
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from lib.core.config import Settings, get_settings
-from lib.core.errors import MissingSetting, ServiceUnavailable, TollboothError, from_sqlstate
+from lib.core.errors import BadRequest, MissingSetting, ServiceUnavailable, TollboothError, from_sqlstate
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _json_loads = partial(json.loads, parse_float=Decimal)
@@ -39,9 +39,22 @@ def _check_name(name: str) -> str:
     return name
 
 
+def connection_lost(exc: psycopg.Error) -> bool:
+    """The connection died under the call (server restarted, backend terminated,
+    network gone): the same call on a fresh connection may well succeed."""
+    code = exc.sqlstate or ""
+    if isinstance(exc, psycopg.OperationalError) and not code:
+        return True
+    return code.startswith("08") or code in ("57P01", "57P02", "57P03")
+
+
 def map_psycopg_error(exc: psycopg.Error) -> TollboothError:
     if isinstance(exc, psycopg.OperationalError) and not exc.sqlstate:
         return ServiceUnavailable("database unreachable")
+    if isinstance(exc, psycopg.DataError) and not exc.sqlstate:
+        # refused by the driver before it reached the server (a NUL in a string, an
+        # integer out of range): bad input, never a 500
+        return BadRequest(f"a value cannot be stored: {exc}")
     message = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
     return from_sqlstate(exc.sqlstate, message)
 
@@ -49,19 +62,28 @@ def map_psycopg_error(exc: psycopg.Error) -> TollboothError:
 class PsycopgDatabase:
     """Direct connection (local, tests, and Supabase's pooler in production)."""
 
-    def __init__(self, dsn: str, *, pool_size: int = 8, connect_timeout: float = 5.0):
+    def __init__(self, dsn: str, *, pool_size: int = 8, connect_timeout: float = 5.0,
+                 statement_timeout_ms: int = 15000):
         self.dsn = dsn
+        self.statement_timeout_ms = statement_timeout_ms
         self.pool = ConnectionPool(
             dsn, min_size=1, max_size=max(pool_size, 1), open=False, timeout=connect_timeout,
             kwargs={"autocommit": True, "connect_timeout": int(max(connect_timeout, 1))},
             configure=self._configure, name="tollbooth",
+            # a connection handed out is alive: after a Postgres restart the pool
+            # notices on checkout (one round trip) instead of failing the request
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=60,
         )
         self._opened = False
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _configure(conn: psycopg.Connection) -> None:
+    def _configure(self, conn: psycopg.Connection) -> None:
         set_json_loads(_json_loads, conn)
+        if self.statement_timeout_ms > 0:
+            # no single call may hold a pooled connection for long (lock waits have
+            # their own, shorter, lock_timeout in the metering functions)
+            conn.execute(f"set statement_timeout = {int(self.statement_timeout_ms)}")
 
     def _open(self) -> None:
         if not self._opened:
@@ -76,14 +98,22 @@ class PsycopgDatabase:
         sql = f"select public.{_check_name(fn)}({named})"
         params = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in args.items()}
         self._open()
-        try:
-            with self.pool.connection() as conn:
-                row = conn.execute(sql, params).fetchone()
-        except psycopg.Error as exc:
-            raise map_psycopg_error(exc) from exc
-        except TimeoutError as exc:  # pool exhausted or database unreachable
-            raise ServiceUnavailable("database unreachable") from exc
-        return row[0] if row else None
+        for attempt in (1, 2):
+            try:
+                with self.pool.connection() as conn:
+                    row = conn.execute(sql, params).fetchone()
+                return row[0] if row else None
+            except PoolTimeout as exc:  # pool exhausted or database unreachable: no second wait
+                raise ServiceUnavailable("database unreachable") from exc
+            except psycopg.Error as exc:
+                if attempt == 1 and connection_lost(exc):
+                    # the connection died under us (the pool's check raced a restart):
+                    # once more on a fresh one; every RPC is idempotent or refuses a replay
+                    continue
+                raise map_psycopg_error(exc) from exc
+            except TimeoutError as exc:  # pool exhausted or database unreachable
+                raise ServiceUnavailable("database unreachable") from exc
+        raise ServiceUnavailable("database unreachable")  # pragma: no cover (the loop returns or raises)
 
     def ping(self) -> None:
         self._open()
@@ -147,7 +177,8 @@ def make_database(settings: Settings) -> Database:
     if transport is None:
         transport = "psycopg" if settings.database_url else ("postgrest" if settings.supabase_url else None)
     if transport == "psycopg":
-        return PsycopgDatabase(settings.require("database_url"), pool_size=settings.db_pool_size)
+        return PsycopgDatabase(settings.require("database_url"), pool_size=settings.db_pool_size,
+                               statement_timeout_ms=settings.db_statement_timeout_ms)
     if transport == "postgrest":
         return PostgrestDatabase(settings.require("supabase_url"), settings.require("supabase_service_role_key"))
     raise MissingSetting("DATABASE_URL")

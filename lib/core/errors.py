@@ -55,6 +55,14 @@ class Gone(TollboothError):
     status, type = 410, "gone"
 
 
+class PayloadTooLarge(TollboothError):
+    status, type = 413, "request_too_large"
+
+
+class HeadersTooLarge(TollboothError):
+    status, type = 431, "request_headers_too_large"
+
+
 class Unprocessable(TollboothError):
     status, type = 422, "unprocessable_entity"
 
@@ -72,11 +80,21 @@ class UpstreamTimeout(TollboothError):
 
 
 class ServiceUnavailable(TollboothError):
+    """The database (or another dependency) is down or busy: retry shortly. Carries
+    `retry-after` so that SDK clients back off instead of hammering."""
+
     status, type = 503, "service_unavailable"
+    retry_after_seconds = 1
+
+    def __init__(self, message: str, *, type: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message, type=type, headers=headers)
+        if self.retry_after_seconds:
+            self.headers.setdefault("retry-after", str(self.retry_after_seconds))
 
 
 class MissingSetting(ServiceUnavailable):
     type = "missing_setting"
+    retry_after_seconds = 0  # a configuration problem: retrying soon will not help
 
     def __init__(self, name: str):
         super().__init__(f"this route needs the {name} setting, which is not configured")
@@ -90,6 +108,19 @@ _BY_STATUS: dict[int, type[TollboothError]] = {
 }
 
 
+# SQLSTATEs that mean "the database is going away or busy; the same call may succeed
+# shortly": connection exceptions (08), insufficient resources (53), operator
+# intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
+# 57014 statement timeout), lock not available (55P03, lock_timeout), serialization
+# failure and deadlock (40001, 40P01).
+TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57014", "55P03", "40001", "40P01"})
+
+
+def is_unavailable_sqlstate(sqlstate: str | None) -> bool:
+    code = (sqlstate or "").upper()
+    return code.startswith("08") or code.startswith("53") or code in TRANSIENT_SQLSTATES
+
+
 def status_for_sqlstate(sqlstate: str | None) -> int:
     """The HTTP status PostgREST gives a SQLSTATE (authenticated caller)."""
     code = (sqlstate or "").upper()
@@ -101,7 +132,7 @@ def status_for_sqlstate(sqlstate: str | None) -> int:
         return 409
     if code in ("42883", "42P01"):
         return 404
-    if code.startswith("08") or code.startswith("53"):
+    if is_unavailable_sqlstate(code):
         return 503
     if code == "P0001" or code.startswith("22") or code.startswith("23"):
         return 400
@@ -117,4 +148,6 @@ def from_sqlstate(sqlstate: str | None, message: str) -> TollboothError:
         return err
     if status >= 500 and cls is not ServiceUnavailable:
         return TollboothError("database error")
+    if cls is ServiceUnavailable:
+        return ServiceUnavailable("the database is unavailable or busy; retry shortly")
     return cls(message)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,8 +18,10 @@ from typing import Any, TypeVar
 
 import flask
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from lib.core.errors import BadRequest, MethodNotAllowed, TollboothError
+from lib.core.config import get_settings
+from lib.core.errors import BadRequest, HeadersTooLarge, MethodNotAllowed, PayloadTooLarge, TollboothError
 from lib.core.log import get_logger, log_fields, request_id_var
 
 log = get_logger("http")
@@ -59,16 +63,97 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_json_object(request: flask.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or BadRequest."""
-    raw = request.get_data(cache=True)
+MAX_JSON_DEPTH = 64
+BIGINT_MAX = 2**63 - 1
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_json_values(data: Any) -> None:
+    """Refuse what no handler or database column can take, wherever it is in the body:
+    nesting deeper than MAX_JSON_DEPTH, NUL characters or lone surrogates in any string
+    or key, integers outside Postgres bigint, non-finite numbers."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+            for k, v in value.items():
+                if _BAD_TEXT.search(k):
+                    raise BadRequest("body contains a NUL character or a lone surrogate")
+                stack.append((v, depth + 1))
+        elif isinstance(value, list):
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, str):
+            if _BAD_TEXT.search(value):
+                raise BadRequest("body contains a NUL character or a lone surrogate")
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not -BIGINT_MAX - 1 <= value <= BIGINT_MAX:
+                raise BadRequest("body contains an integer out of range (beyond 64 bits)")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest("body contains a number out of range")
+
+
+def max_body_bytes() -> int:
+    return get_settings().max_body_bytes
+
+
+def read_body(request: flask.Request) -> bytes:
+    """The raw body, refused with 413 beyond MAX_BODY_BYTES (before reading it when the
+    client said its length; while reading it when not)."""
+    limit = max_body_bytes()
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     try:
-        data = json.loads(raw) if raw else None
+        if request.content_length is not None:
+            request.max_content_length = limit
+            return request.get_data(cache=True)
+        request.max_content_length = limit + 1
+        data = request.stream.read(limit + 1)  # chunked: count what arrives
+    except RequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes") from exc
+    if len(data) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    request._cached_data = data  # so that request.get_data() still answers it
+    return data
+
+
+def parse_json_object(request: flask.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or BadRequest (413 past the size limit)."""
+    raw = read_body(request)
+    try:
+        data = json.loads(raw, parse_constant=_no_constants) if raw else None
+    except RecursionError as exc:
+        raise BadRequest(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+        raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from exc
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
+    check_json_values(data)
     return data
+
+
+MAX_HEADER_BYTES = 32 * 1024
+
+
+def check_headers(request: flask.Request) -> None:
+    """Headers our server let through but no handler should see: NUL or other control
+    characters in a value (400), more than MAX_HEADER_BYTES in all (431)."""
+    total = 0
+    for name, value in request.headers.items():
+        total += len(name) + len(value) + 4
+        if any(ord(c) < 32 and c != "\t" for c in value):
+            raise BadRequest(f"header {name[:64]} contains a control character")
+    if total > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(f"request headers are larger than {MAX_HEADER_BYTES} bytes")
 
 
 def validate(data: dict[str, Any], model: type[M]) -> M:
@@ -115,6 +200,7 @@ def endpoint(name: str) -> Callable[[Handler], Handler]:
             start = time.perf_counter()
             try:
                 try:
+                    check_headers(request)
                     resp = fn(request)
                 except TollboothError as err:
                     resp = error_response(err)

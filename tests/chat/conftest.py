@@ -18,9 +18,10 @@ def upstream():
 
 
 @pytest.fixture
-def stack(fresh_dsn, upstream):
+def stack(fresh_dsn, upstream, tmp_path):
     with psycopg.connect(fresh_dsn, autocommit=True) as sql:
         with running_server(DATABASE_URL=fresh_dsn, SUPABASE_URL=None, OPENAI_BASE_URL=upstream.base_url,
                             OPENAI_API_KEY=OPENAI_API_KEY, SUPABASE_JWT_SECRET=JWT_SECRET,
-                            UPSTREAM_TIMEOUT_SECONDS="2", DISCONNECT_DRAIN_SECONDS="5") as base:
+                            UPSTREAM_TIMEOUT_SECONDS="2", DISCONNECT_DRAIN_SECONDS="5",
+                            METERING_OUTBOX_DIR=str(tmp_path / "outbox")) as base:
             yield Stack(base, sql, upstream)

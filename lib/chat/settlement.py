@@ -1,0 +1,248 @@
+"""Settlement that survives the database going away, and leases that keep live holds.
+
+`settle` calls `finish_chat_request`; a transient failure (database down or restarting,
+account row locked past the lock timeout: `ServiceUnavailable`) is retried with backoff
+for `settle_inline_seconds`; if it still fails, the call's exact arguments are written
+to the **outbox** (one fsynced file per request under `metering_outbox_dir`) before the
+request ends, and a background drainer retries them with backoff until they land. The
+next start of the process, or `tollbooth chat drain-outbox`, replays what is left.
+`finish_chat_request` is idempotent by request id, so a replay never charges twice, and
+a reservation released meanwhile because its lease lapsed is still charged (late).
+
+`Leases` renews the reservations of this process's live requests in one round trip
+every third of a lease, so a request that lives for ten minutes keeps its hold while
+one whose process died stops holding credits within a lease.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lib.chat.metering import Metered, Settlement, Usage, UsageStatus, finish_args
+from lib.core.config import Settings
+from lib.core.db import Database, get_database
+from lib.core.errors import ServiceUnavailable, TollboothError
+from lib.core.log import get_logger
+
+log = get_logger("chat.settlement")
+FINISH = "finish_chat_request"
+
+
+class Outbox:
+    """Unsettled calls, one JSON file each, written with fsync before the request ends."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+        self.failed_dir = self.dir / "failed"
+
+    def _fsync_dir(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _name(request_id: str) -> str:
+        safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in request_id)[:200]
+        return f"{safe}.json"
+
+    def put(self, request_id: str, args: dict[str, Any]) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / self._name(request_id)
+        tmp = self.dir / f".{path.name}.{os.getpid()}.tmp"
+        data = json.dumps({"fn": FINISH, "args": args, "written_at": time.time()}, default=str).encode()
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._fsync_dir(self.dir)
+        return path
+
+    def pending(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(self.dir.glob("*.json"), key=lambda p: p.stat().st_mtime if p.exists() else 0)
+
+    def drain(self, db: Database, on_settled: Callable[[str], None] | None = None) -> tuple[int, int, int]:
+        """Replay every pending call: (settled, failed for good, still pending). Stops at
+        the first transient failure (the database is still away)."""
+        settled = failed = 0
+        pending = self.pending()
+        for i, path in enumerate(pending):
+            try:
+                entry = json.loads(path.read_bytes())
+            except FileNotFoundError:
+                continue  # another drainer took it
+            except ValueError:
+                self._fail(path, "not JSON")
+                failed += 1
+                continue
+            args = entry.get("args") or {}
+            try:
+                Settlement.from_sql(db.rpc(entry.get("fn") or FINISH, args))
+            except ServiceUnavailable as exc:
+                log.warning("outbox: database still unavailable (%s); %d call(s) wait", exc.message, len(pending) - i)
+                return settled, failed, len(pending) - i
+            except TollboothError as exc:
+                log.error("outbox: settling %s failed for good (%s); kept in %s",
+                          args.get("request_id"), exc.message, self.failed_dir)
+                self._fail(path, exc.message)
+                failed += 1
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            settled += 1
+            rid = str(args.get("request_id"))
+            log.info("outbox: settled %s", rid)
+            if on_settled is not None:
+                on_settled(rid)
+        return settled, failed, 0
+
+    def _fail(self, path: Path, reason: str) -> None:
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(path, self.failed_dir / path.name)
+        except FileNotFoundError:
+            pass
+
+
+class Drainer:
+    """One background thread per process and outbox: drains at start, then whenever
+    woken, retrying with backoff (0.5 s doubling to 10 s) while calls remain."""
+
+    def __init__(self, outbox: Outbox, db: Callable[[], Database], leases: Leases):
+        self.outbox, self.db, self.leases = outbox, db, leases
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="tollbooth-outbox", daemon=True)
+                self._thread.start()
+
+    def wake(self) -> None:
+        self.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                _, _, left = self.outbox.drain(self.db(), on_settled=self.leases.discard)
+            except Exception:  # never let the drainer die
+                log.exception("outbox: drain failed")
+                left = 1
+            if left:
+                woken = self._wake.wait(backoff)
+                if not woken:  # a new call woke us: same pace; else back off further
+                    backoff = min(backoff * 2, 10.0)
+            else:
+                backoff = 0.5
+                self._wake.wait(60.0)  # also picks up files a dead sibling process left
+            self._wake.clear()
+
+
+class Leases:
+    """The request ids this process is serving; renewed in one call every third of a lease."""
+
+    def __init__(self, db: Callable[[], Database], lease_seconds: int):
+        self.db, self.lease_seconds = db, max(int(lease_seconds), 1)
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, request_id: str) -> None:
+        with self._lock:
+            self._ids.add(request_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="tollbooth-leases", daemon=True)
+                self._thread.start()
+
+    def discard(self, request_id: str) -> None:
+        with self._lock:
+            self._ids.discard(request_id)
+
+    def live(self) -> list[str]:
+        with self._lock:
+            return sorted(self._ids)
+
+    def renew(self) -> int:
+        ids = self.live()
+        if not ids:
+            return 0
+        answer = self.db().rpc("renew_chat_leases", {"request_ids": ids, "lease_seconds": self.lease_seconds})
+        return int(answer.get("renewed", 0)) if isinstance(answer, dict) else 0
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(max(self.lease_seconds / 3, 0.2))
+            try:
+                self.renew()
+            except TollboothError as exc:
+                log.warning("could not renew %d lease(s): %s", len(self.live()), exc.message)
+            except Exception:
+                log.exception("lease renewal failed")
+
+
+_runtime: dict[tuple[str, int], tuple[Outbox, Drainer, Leases]] = {}
+_runtime_lock = threading.Lock()
+
+
+def runtime(settings: Settings) -> tuple[Outbox, Drainer, Leases]:
+    """This process's outbox, drainer and lease keeper for these settings (the drainer
+    starts at once, so a restart replays what the last run left)."""
+    key = (os.path.abspath(settings.metering_outbox_dir), settings.reservation_lease_seconds)
+    with _runtime_lock:
+        if key not in _runtime:
+            leases = Leases(get_database, settings.reservation_lease_seconds)
+            outbox = Outbox(key[0])
+            drainer = Drainer(outbox, get_database, leases)
+            _runtime[key] = (outbox, drainer, leases)
+            if outbox.pending():
+                drainer.wake()
+        return _runtime[key]
+
+
+def settle(db: Database, settings: Settings, m: Metered, *, status: UsageStatus, http_status: int,
+           usage: Usage | None, estimated: bool = False, upstream_id: str | None = None,
+           error: str | None = None) -> Settlement | None:
+    """Settle (or release) a metered request; None when it went to the outbox instead
+    (it will be settled, exactly once, when the database answers again)."""
+    outbox, drainer, leases = runtime(settings)
+    args = finish_args(m, status=status, http_status=http_status, usage=usage, estimated=estimated,
+                       upstream_id=upstream_id, error=error)
+    deadline = time.monotonic() + settings.settle_inline_seconds
+    delay = 0.05
+    while True:
+        try:
+            result = Settlement.from_sql(db.rpc(FINISH, args))
+        except ServiceUnavailable as exc:
+            if time.monotonic() + delay > deadline:
+                last = exc.message
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            continue
+        leases.discard(m.request_id)
+        return result
+    path = outbox.put(m.request_id, args)
+    log.error("could not settle %s (%s); written to the outbox %s, retried in the background",
+              m.request_id, last, path)
+    drainer.wake()
+    return None
+
+
+def drain_outbox(settings: Settings, db: Database) -> tuple[int, int, int]:
+    """Replay the outbox once (`tollbooth chat drain-outbox`): (settled, failed, pending)."""
+    return Outbox(settings.metering_outbox_dir).drain(db)
