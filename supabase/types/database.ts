@@ -125,14 +125,14 @@ isOneToOne: false
                   ]
                 },"credit_reservations": {
                   Row: {
-                    "amount": number,"charged": number | null,"closed_at": string | null,"created_at": string,"expires_at": string,"org_id": string,"request_id": string,"status": string
+                    "amount": number,"charged": number | null,"closed_at": string | null,"created_at": string,"expires_at": string,"lapsed": boolean,"org_id": string,"request_id": string,"status": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "amount": number,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at": string,"org_id": string,"request_id": string,"status"?: string
+                    "amount": number,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at": string,"lapsed"?: boolean,"org_id": string,"request_id": string,"status"?: string
                   }
                   Update: {
-                    "amount"?: number,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at"?: string,"org_id"?: string,"request_id"?: string,"status"?: string
+                    "amount"?: number,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at"?: string,"lapsed"?: boolean,"org_id"?: string,"request_id"?: string,"status"?: string
                   }
                   Relationships: [
                     {
@@ -613,6 +613,9 @@ isOneToOne: true
 "remove_member":
 { Args: { "org_id": string,"user_id": string }; Returns: undefined
                            },
+"renew_chat_leases":
+{ Args: { "lease_seconds"?: number,"request_ids": Json }; Returns: Json
+                           },
 "reserve_credits":
 { Args: { "amount": number,"org_id": string,"request_id": string,"ttl_seconds"?: number }; Returns: Json
                            },
@@ -662,7 +665,7 @@ isOneToOne: true
       } }
           }
           Enums: {
-            "billing_status": "active"|"inactive"|"canceled"|"past_due","credit_entry_kind": "grant"|"reservation"|"settlement"|"release"|"expiry"|"adjustment","credit_grant_kind": "plan"|"purchase"|"trial"|"adjustment","daily_event_status": "processed"|"ignored"|"failed","meeting_status": "scheduled"|"in_progress"|"ended"|"cancelled","member_role": "member"|"admin"|"owner","participant_role": "host"|"guest"|"bot","stripe_event_status": "processed"|"ignored"|"failed","subscription_status": "incomplete"|"incomplete_expired"|"trialing"|"active"|"past_due"|"canceled"|"unpaid"|"paused","usage_status": "succeeded"|"upstream_error"|"upstream_timeout"|"upstream_unreachable"|"upstream_interrupted"|"client_disconnected","user_role": "user"|"premium"|"admin"|"banned"
+            "billing_status": "active"|"inactive"|"canceled"|"past_due","credit_entry_kind": "grant"|"reservation"|"settlement"|"release"|"expiry"|"adjustment"|"late_settlement","credit_grant_kind": "plan"|"purchase"|"trial"|"adjustment","daily_event_status": "processed"|"ignored"|"failed","meeting_status": "scheduled"|"in_progress"|"ended"|"cancelled","member_role": "member"|"admin"|"owner","participant_role": "host"|"guest"|"bot","stripe_event_status": "processed"|"ignored"|"failed","subscription_status": "incomplete"|"incomplete_expired"|"trialing"|"active"|"past_due"|"canceled"|"unpaid"|"paused","usage_status": "succeeded"|"upstream_error"|"upstream_timeout"|"upstream_unreachable"|"upstream_interrupted"|"client_disconnected","user_role": "user"|"premium"|"admin"|"banned"
           }
           CompositeTypes: {
             [_ in never]: never
@@ -778,7 +781,7 @@ export type CompositeTypes<
 export const Constants = {
   "public": {
           Enums: {
-            "billing_status": ["active", "inactive", "canceled", "past_due"],"credit_entry_kind": ["grant", "reservation", "settlement", "release", "expiry", "adjustment"],"credit_grant_kind": ["plan", "purchase", "trial", "adjustment"],"daily_event_status": ["processed", "ignored", "failed"],"meeting_status": ["scheduled", "in_progress", "ended", "cancelled"],"member_role": ["member", "admin", "owner"],"participant_role": ["host", "guest", "bot"],"stripe_event_status": ["processed", "ignored", "failed"],"subscription_status": ["incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"],"usage_status": ["succeeded", "upstream_error", "upstream_timeout", "upstream_unreachable", "upstream_interrupted", "client_disconnected"],"user_role": ["user", "premium", "admin", "banned"]
+            "billing_status": ["active", "inactive", "canceled", "past_due"],"credit_entry_kind": ["grant", "reservation", "settlement", "release", "expiry", "adjustment", "late_settlement"],"credit_grant_kind": ["plan", "purchase", "trial", "adjustment"],"daily_event_status": ["processed", "ignored", "failed"],"meeting_status": ["scheduled", "in_progress", "ended", "cancelled"],"member_role": ["member", "admin", "owner"],"participant_role": ["host", "guest", "bot"],"stripe_event_status": ["processed", "ignored", "failed"],"subscription_status": ["incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused"],"usage_status": ["succeeded", "upstream_error", "upstream_timeout", "upstream_unreachable", "upstream_interrupted", "client_disconnected"],"user_role": ["user", "premium", "admin", "banned"]
           }
         }
 } as const
