@@ -28,6 +28,7 @@ ROUTES: list[Route] = [
     Route("/v1/usage", "key_usage", "key_usage", ("GET",)),
     Route("/api/usage", "usage", "usage", ("GET",)),
     Route("/api/usage/requests", "usage_requests", "usage_requests", ("GET",)),
+    Route("/api/cron/usage-rollup", "usage_rollup", "usage_rollup", ("GET", "POST")),
 ]
 
 

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from lib.cli import frontend, local, serve, stripe
+from lib.cli import frontend, local, serve, stripe, usage
 from lib.cli.common import NoDatabase
 from lib.core.config import DEFAULT_DATA_DIR
 from lib.core.errors import MissingSetting
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(sub)
     stripe.register(sub)
     frontend.register(sub)
+    usage.register(sub)
     return p
 
 
