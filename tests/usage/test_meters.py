@@ -115,7 +115,7 @@ def test_a_failed_report_is_retried_with_the_same_identifier(metered):
                                               httpx.ConnectError("lost"), ok, ok])
     assert report_usage(db, "sk_test_meters") == {"created": 3, "expired": 1, "sent": 0, "failed": 2, "rejected": 0}
     assert report_usage(db, "sk_test_meters")["sent"] == 0, "claimed a moment ago: not resent at once"
-    later = NOW + dt.timedelta(minutes=6)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
     assert report_usage(db, "sk_test_meters", at=later)["sent"] == 2
     ids = [f["identifier"] for f in sent_forms(route)]
     assert ids[:2] == ids[2:], "the retry reuses the identifiers, so Stripe deduplicates a lost success"
@@ -133,7 +133,7 @@ def test_a_4xx_is_recorded_and_not_resent(metered):
     got = reports(committed.dsn)[1:]
     assert all(r["status"] == "rejected" and r["http_status"] == 400 and r["answer"] == answer for r in got)
     assert "No such customer" in got[0]["error"]
-    report_usage(db, "sk_test_meters", at=NOW + dt.timedelta(hours=1))
+    report_usage(db, "sk_test_meters", at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
     assert route.call_count == 2, "a rejected report waits for a person"
 
 
@@ -142,7 +142,7 @@ def test_a_429_is_retried(metered):
     committed, db = metered
     respx.post(URL).mock(side_effect=[httpx.Response(429, json={"error": {"message": "slow down"}}), ok, ok])
     assert report_usage(db, "sk_test_meters")["failed"] == 1
-    assert report_usage(db, "sk_test_meters", at=NOW + dt.timedelta(minutes=6))["sent"] >= 1
+    assert report_usage(db, "sk_test_meters", at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6))["sent"] >= 1
 
 
 METER_REPORTS = t("public.stripe_meter_reports", ADMINS,
