@@ -53,8 +53,12 @@ def insert_events(conn: psycopg.Connection, n: int, days: float, offset: int = 0
                case when i %% 20 = 0 then 'upstream_error' else 'succeeded' end::public.usage_status
         from generate_series(1, %(n)s) as i
         cross join lateral (select (random() * 2000)::bigint as p, (random() * 500)::bigint as c) t
-        join bench_orgs o on o.idx = 1 + (i * 7919) %% (select count(*) from bench_orgs)
+        join bench_orgs o on o.idx = 1 + (i::bigint * 7919) %% (select count(*) from bench_orgs)
     """, {"n": n, "days": days, "offset": offset})
+
+
+def note(message: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def timed(conn: psycopg.Connection, sql: str, params: Sequence[Any] | None = None) -> tuple[float, Any]:
@@ -102,19 +106,24 @@ def main() -> int:
                            from bench_orgs returning id, org_id)
                 update bench_orgs b set {col} = k.id from k where k.org_id = b.org_id""")
         conn.execute("create index on bench_orgs (idx)")
+        note(f"loading {args.events:,} events")
         started = time.perf_counter()
         insert_events(conn, args.events, args.days)
         load_s = time.perf_counter() - started
         conn.execute("vacuum analyze public.usage_events")
         total = conn.execute("select count(*) from public.usage_events").fetchone()[0]  # type: ignore[index]
 
+        note("bare group by")
         bare_ms, groups = timed(conn, BARE)
+        note("full rollup")
         full_ms, full = timed(conn, "select public.usage_rollup()")
         conn.execute("vacuum analyze public.usage_daily")
         insert_events(conn, args.new, 1, offset=args.events)
+        note("incremental rollup")
         incr_ms, incr = timed(conn, "select public.usage_rollup()")
         org = conn.execute("select org_id from bench_orgs where idx = 1").fetchone()[0]  # type: ignore[index]
         summary = "select private.usage_summary_json(%s, 30, 'UTC', 'day')"
+        note("usage_summary")
         rolled_p50 = p50(conn, summary, (org,), args.calls)
         with conn.transaction(force_rollback=True):
             conn.execute("update private.usage_rollup_state set snapshot = null")
