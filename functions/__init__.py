@@ -29,6 +29,10 @@ ROUTES: list[Route] = [
     Route("/v1/chat/completions", "chat", "chat", ("POST",)),
     Route("/api/chat", "chat", "chat", ("POST",)),
     Route("/v1/models", "models", "models", ("GET",)),
+    Route("/v1/usage", "key_usage", "key_usage", ("GET",)),
+    Route("/api/usage", "usage", "usage", ("GET",)),
+    Route("/api/usage/requests", "usage_requests", "usage_requests", ("GET",)),
+    Route("/api/cron/usage-rollup", "usage_rollup", "usage_rollup", ("GET", "POST")),
 ]
 
 

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from lib.cli import chat, frontend, local, meetings, serve, stripe
+from lib.cli import chat, frontend, local, meetings, serve, stripe, usage
 from lib.cli.common import NoDatabase
 from lib.core.config import DEFAULT_DATA_DIR
 from lib.core.errors import MissingSetting
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     frontend.register(sub)
     meetings.register(sub)
     chat.register(sub)
+    usage.register(sub)
     return p
 
 

@@ -58,3 +58,10 @@ def test_every_function_target_exists_for_functions_framework():
         module = importlib.import_module(f"functions.{route.module}")
         assert callable(getattr(module, route.target, None)), f"functions/{route.module}.py has no {route.target}()"
         assert hasattr(module, "app"), f"functions/{route.module}.py exports no WSGI app for Vercel"
+
+
+def test_the_usage_rollup_cron_is_scheduled_on_a_get_route():
+    crons = {c["path"]: c["schedule"] for c in CONFIG.get("crons", [])}
+    assert "/api/cron/usage-rollup" in crons, "the rollup and lifecycle job is scheduled"
+    route = next(r for r in ROUTES if r.path == "/api/cron/usage-rollup")
+    assert "GET" in route.methods, "Vercel Cron calls its path with GET"

@@ -11,4 +11,5 @@
 - `rls`: the row level security matrix of the money tables (credits and keys run it).
 - `stripe`: payloads from lib/local/stripe_payloads (lib.local.fake_stripe), signed or applied.
 - `chat`: the chat stack (server + fake OpenAI) the chat tests drive over HTTP.
+- `usage`: usage events written as superuser, the raw truth and usage_daily keyed alike, rollup().
 """

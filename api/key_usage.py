@@ -1,0 +1,2 @@
+# Vercel entry point: /v1/usage
+from functions.key_usage import app  # noqa: F401

@@ -1,0 +1,2 @@
+# Vercel entry point: /api/usage
+from functions.usage import app  # noqa: F401

@@ -1,0 +1,2 @@
+# Vercel entry point: /api/usage/requests
+from functions.usage_requests import app  # noqa: F401
