@@ -63,6 +63,11 @@ ALLOWED = {
     "authenticated SELECT table public.participants",
     "authenticated SELECT columns public.rooms(created_at, key_id, meeting_id, org_id, state, updated_at, updated_by, version)",
     "authenticated EXECUTE function public.meeting_costs(org_id uuid, meeting_ids uuid[])",
+    # usage: members read the rollup and the usage page; admins what was reported to Stripe
+    "authenticated SELECT table public.usage_daily",
+    "authenticated EXECUTE function public.usage_summary(org_id uuid, days integer, tz text, group_by text)",
+    "authenticated SELECT columns public.stripe_meter_reports(attempts, created_at, customer_id, error, event_name, "
+    "http_status, id, identifier, org_id, reported_at, seq, status, subscription_id, value, window_end, window_start)",
     "authenticated SELECT table public.organization_members",
     "authenticated SELECT table public.plans",
     "authenticated SELECT table public.profiles",

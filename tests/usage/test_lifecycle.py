@@ -48,21 +48,22 @@ def plan_grant(conn, org, start: dt.datetime) -> dict | None:
     ("2028-01-01", "2028-04-15 10:00:00", ("2028-04-01", "2028-05-01")),  # missed months: one period, this one
 ])
 def test_free_periods_start_exactly_at_the_boundary(conn, cast, end, at, want):
+    # the free allowance is a person's, held by their personal organization (tenancy rule)
     end_at = ts(end)
-    set_period(conn, cast.team, end_at - dt.timedelta(days=20), end_at)
+    set_period(conn, cast.personal, end_at - dt.timedelta(days=20), end_at)
     assert lifecycle(conn, end_at - dt.timedelta(seconds=1))["periods_started"] >= 0
-    assert period(conn, cast.team)[1] == end_at, "a second before the end nothing moves"
+    assert period(conn, cast.personal)[1] == end_at, "a second before the end nothing moves"
     assert lifecycle(conn, ts(at))["periods_started"] >= 1
     start, stop = ts(want[0]), ts(want[1])
-    assert period(conn, cast.team) == (start, stop)
-    grant = plan_grant(conn, cast.team, start)
+    assert period(conn, cast.personal) == (start, stop)
+    grant = plan_grant(conn, cast.personal, start)
     assert grant is not None and grant["expires_at"] == stop and grant["remaining"] == grant["amount"]
     assert scalar(conn, "select count(*) from public.credit_grants where org_id = %s and kind = 'plan' "
-                        "and expired_at is null", (cast.team,)) == 1, "the previous allowance expired"
+                        "and expired_at is null", (cast.personal,)) == 1, "the previous allowance expired"
     again = lifecycle(conn, ts(at))
-    assert period(conn, cast.team) == (start, stop) and plan_grant(conn, cast.team, start)["id"] == grant["id"]
-    assert again["periods_started"] == 0 or period(conn, cast.team) == (start, stop)
-    assert_consistent(conn, cast.team)
+    assert period(conn, cast.personal) == (start, stop) and plan_grant(conn, cast.personal, start)["id"] == grant["id"]
+    assert again["periods_started"] == 0 or period(conn, cast.personal) == (start, stop)
+    assert_consistent(conn, cast.personal)
 
 
 def test_leap_year_month_arithmetic_is_postgres_clamping(conn):
