@@ -57,4 +57,21 @@ def test_every_function_target_exists_for_functions_framework():
     for route in ROUTES:
         module = importlib.import_module(f"functions.{route.module}")
         assert callable(getattr(module, route.target, None)), f"functions/{route.module}.py has no {route.target}()"
-        assert hasattr(module, "app"), f"functions/{route.module}.py exports no WSGI app for Vercel"
+        assert hasattr(module, "app"), f"functions/{route.module}.py exports no WSGI or ASGI app for Vercel"
+
+
+def test_the_chat_entry_point_is_an_asgi_app_answering_our_json_errors():
+    """Vercel's Python runtime serves an ASGI `app` as it is: every path reaches chat."""
+    import asyncio
+
+    import httpx
+
+    from api.chat import app
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vercel") as client:
+            return await client.get("/api/chat")
+
+    r = asyncio.run(call())
+    assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed"
+    assert r.headers["x-request-id"].startswith("req_")
