@@ -99,98 +99,95 @@ def json_error_bytes(status: int, reason: str, message: str) -> bytes:
     return head + body
 
 
-def _protocol_class() -> type[asyncio.Protocol]:
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
+except ImportError:  # pragma: no cover (httptools is a dependency)
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _BaseProtocol  # type: ignore[assignment]
+
+
+class JsonErrorsProtocol(_BaseProtocol):
     """uvicorn's httptools protocol (h11's without httptools), answering its own
-    refusals as JSON, bounding the request head and how long it may take to arrive."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
-    except ImportError:  # pragma: no cover (httptools is a dependency)
-        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
-    return _json_protocol(Base)
+    refusals as JSON, bounding the request head and how long it may take to arrive.
+    Module level: uvicorn's worker processes unpickle it by name."""
 
+    _head_bytes = 0
+    _head_status = 400
+    _in_head = True
+    _head_timer: asyncio.TimerHandle | None = None
 
-def _json_protocol(base: Any) -> type[asyncio.Protocol]:
-    class JsonErrorsProtocol(base):  # type: ignore[misc]
-        _head_bytes = 0
-        _head_status = 400
-        _in_head = True
-        _head_timer: asyncio.TimerHandle | None = None
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
 
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    def _arm(self) -> None:
+        self._disarm()
+        self._in_head = True
+        self._head_timer = asyncio.get_running_loop().call_later(HEADER_TIMEOUT_SECONDS, self._head_timeout)
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._in_head = True
-            self._head_timer = asyncio.get_running_loop().call_later(HEADER_TIMEOUT_SECONDS, self._head_timeout)
-
-        def _disarm(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _head_timeout(self) -> None:
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
             self._head_timer = None
-            if self._in_head and not self.transport.is_closing():
-                self.transport.write(json_error_bytes(408, "Request Timeout", "the request headers took too long"))
-                self.transport.close()
 
-        def data_received(self, data: bytes) -> None:
-            if self._in_head:
-                self._head_bytes += len(data)
-                if self._head_bytes > 16 * MAX_REQUEST_HEAD_BYTES:  # one header trickled without end
-                    self._head_status = 431
-                    self.send_400_response("")
-                    return
-            super().data_received(data)
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._head_bytes, self._head_status = 0, 400
-            if not self._in_head:
-                self._arm()
-
-        def _count(self, n: int) -> None:
-            self._head_bytes += n
-            if self._head_bytes > MAX_REQUEST_HEAD_BYTES:
-                self._head_status = 431
-                raise ValueError("request head too large")
-
-        def on_url(self, url: bytes) -> None:
-            self._count(len(url))
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value) + 4)
-            super().on_header(name, value)
-
-        def on_headers_complete(self) -> None:
-            self._in_head = False
-            self._disarm()
-            super().on_headers_complete()
-
-        def send_400_response(self, msg: str) -> None:
-            if self._head_status == 431:
-                out = json_error_bytes(431, "Request Header Fields Too Large",
-                                       f"request line and headers are larger than {MAX_REQUEST_HEAD_BYTES} bytes")
-            else:
-                out = json_error_bytes(400, "Bad Request", "malformed HTTP request line or headers")
-            self._disarm()
-            self.transport.write(out)
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self.transport.write(json_error_bytes(408, "Request Timeout", "the request headers took too long"))
             self.transport.close()
 
-    return JsonErrorsProtocol
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > 16 * MAX_REQUEST_HEAD_BYTES:  # one header trickled without end
+                self._head_status = 431
+                self.send_400_response("")
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes, self._head_status = 0, 400
+        if not self._in_head:
+            self._arm()
+
+    def _count(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > MAX_REQUEST_HEAD_BYTES:
+            self._head_status = 431
+            raise ValueError("request head too large")
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_status == 431:
+            out = json_error_bytes(431, "Request Header Fields Too Large",
+                                   f"request line and headers are larger than {MAX_REQUEST_HEAD_BYTES} bytes")
+        else:
+            out = json_error_bytes(400, "Bad Request", "malformed HTTP request line or headers")
+        self._disarm()
+        self.transport.write(out)
+        self.transport.close()
 
 
 def uvicorn_config(app: Any, host: str, port: int, **kw: Any) -> Any:
     import uvicorn
 
-    return uvicorn.Config(app, host=host, port=port, http=_protocol_class(), loop="auto", lifespan="on",
+    return uvicorn.Config(app, host=host, port=port, http=JsonErrorsProtocol, loop="auto", lifespan="on",
                           log_level="warning", access_log=False, timeout_keep_alive=30,
                           h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES, **kw)
 
