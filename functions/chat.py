@@ -2,37 +2,44 @@
 
 Authenticate (API key or Supabase JWT) -> validate the body -> reserve the worst
 case (one database call) -> forward upstream -> settle the real usage (one database
-call) -> relay the answer.
+call) -> relay the answer. Async (functions-framework's `aio`, Starlette): a slow
+client or a long stream holds a coroutine, never a thread.
 """
 from __future__ import annotations
 
 import time
 
-import flask
-import functions_framework
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
 
 from lib.chat.metering import ChatBody, authenticate, begin
 from lib.chat.proxy import proxy
+from lib.chat.replay import call_async
+from lib.chat.upstream import close_async_clients
+from lib.core.asgi import async_endpoint, make_asgi_app, on_shutdown, parse_json_object, reply_response, require_method
 from lib.core.config import get_settings
-from lib.core.db import get_database
-from lib.core.http import endpoint, make_app, parse_json_object, reply_response, require_method, validate
+from lib.core.db_async import get_async_database
+from lib.core.http import validate
 from lib.core.log import request_id_var
 
 
-@functions_framework.http
-@endpoint("chat")
-def chat(request: flask.Request) -> flask.Response:
+@async_endpoint("chat")
+async def chat(request: Request) -> Response:
     started = time.perf_counter()
     require_method(request, "POST")
     settings = get_settings()
     settings.require("openai_api_key")  # before anything is reserved
     caller = authenticate(request.headers, settings)
-    raw = parse_json_object(request)
+    raw = await parse_json_object(request)
     body = validate(raw, ChatBody)
-    db = get_database()
-    metered = begin(db, caller, body, raw, request_id=request_id_var.get() or "", endpoint=request.path,
-                    headers=request.headers, started=started, lease_seconds=settings.reservation_lease_seconds)
-    return reply_response(proxy(db, settings, metered, request.headers.get("user-agent")))
+    db = get_async_database()
+    metered = await call_async(begin, db, caller, body, raw, request_id=request_id_var.get() or "",
+                               endpoint=request.url.path, headers=request.headers, started=started,
+                               lease_seconds=settings.reservation_lease_seconds)
+    return reply_response(await proxy(db, settings, metered, request.headers.get("user-agent")))
 
 
-app = make_app(chat)
+functions_framework.aio.http(chat)  # registers it: `functions-framework --target chat --asgi`
+on_shutdown(close_async_clients)
+app = make_asgi_app(chat)

@@ -1,4 +1,5 @@
-"""Forwarding a metered chat request upstream and relaying the answer.
+"""Forwarding a metered chat request upstream and relaying the answer, async (one
+event loop serves every request; the upstream client keeps its connections alive).
 
 Non-streaming: relay the JSON, settle from its usage. Streaming: relay SSE events as
 they arrive, always asking upstream for the usage chunk and passing it on only if the
@@ -9,19 +10,20 @@ become 502/504. Every failure before output releases the reservation.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import httpx
 
 from lib.chat.metering import Metered, Usage, UsageStatus, estimated_usage
-from lib.chat.settlement import runtime, settle
-from lib.chat.sse import StreamMeter, sse_events
-from lib.chat.upstream import chat_request, upstream_client
+from lib.chat.settlement import runtime, settle_async
+from lib.chat.sse import StreamMeter, async_sse_events
+from lib.chat.upstream import async_upstream_client, chat_request
 from lib.core.config import Settings
-from lib.core.db import Database
+from lib.core.db_async import AsyncDatabase
 from lib.core.errors import TollboothError, UpstreamError, UpstreamTimeout
 from lib.core.http import Reply
 from lib.core.log import get_logger
@@ -54,73 +56,76 @@ def _headers(m: Metered, remaining: int, upstream_s: float, extra: httpx.Headers
     return headers
 
 
-def _fail(db: Database, settings: Settings, m: Metered, err: TollboothError, status: UsageStatus,
-          detail: str) -> NoReturn:
+async def _fail(db: AsyncDatabase, settings: Settings, m: Metered, err: TollboothError, status: UsageStatus,
+                detail: str) -> NoReturn:
     """Release the reservation, record the failure, raise the error."""
-    settle(db, settings, m, status=status, http_status=err.status, usage=None, error=detail)
+    await settle_async(db, settings, m, status=status, http_status=err.status, usage=None, error=detail)
     raise err
 
 
-def proxy(db: Database, settings: Settings, m: Metered, user_agent: str | None) -> Reply:
+async def proxy(db: AsyncDatabase, settings: Settings, m: Metered, user_agent: str | None) -> Reply:
     runtime(settings)[2].add(m.request_id)  # renew this request's lease while it lives
-    client = upstream_client(settings)
+    client = async_upstream_client(settings)
     extra = {"x-request-id": m.request_id, **({"user-agent": user_agent} if user_agent else {})}
     req = chat_request(client, settings.require("openai_api_key"), upstream_body(m), extra_headers=extra)
     sent = time.perf_counter()
     try:
-        resp = client.send(req, stream=True)
+        resp = await client.send(req, stream=True)
     except httpx.TimeoutException as exc:
-        _fail(db, settings, m, UpstreamTimeout("the model provider did not answer in time"), "upstream_timeout",
-              repr(exc))
+        await _fail(db, settings, m, UpstreamTimeout("the model provider did not answer in time"),
+                    "upstream_timeout", repr(exc))
     except httpx.HTTPError as exc:
-        _fail(db, settings, m, UpstreamError("could not reach the model provider"), "upstream_unreachable", repr(exc))
+        await _fail(db, settings, m, UpstreamError("could not reach the model provider"), "upstream_unreachable",
+                    repr(exc))
 
     if resp.status_code >= 400:
-        return _relay_error(db, settings, m, resp, sent)
+        return await _relay_error(db, settings, m, resp, sent)
     if m.stream:
-        return _relay_stream(db, settings, m, resp, sent)
-    return _relay_json(db, settings, m, resp, sent)
+        return _relay_stream(db, settings, m, resp)
+    return await _relay_json(db, settings, m, resp, sent)
 
 
-def _relay_error(db: Database, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
+async def _relay_error(db: AsyncDatabase, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
     try:
-        content = resp.read()
+        content = await resp.aread()
     except httpx.HTTPError:
         content = b""
     finally:
-        resp.close()
+        await resp.aclose()
     upstream_s = time.perf_counter() - sent
     if resp.status_code >= 500:
-        _fail(db, settings, m, UpstreamError(f"the model provider failed with HTTP {resp.status_code}"),
-              "upstream_error", content[:500].decode("utf-8", "replace"))
-    result = settle(db, settings, m, status="upstream_error", http_status=resp.status_code, usage=None,
-                    error=content[:500].decode("utf-8", "replace"))
+        await _fail(db, settings, m, UpstreamError(f"the model provider failed with HTTP {resp.status_code}"),
+                    "upstream_error", content[:500].decode("utf-8", "replace"))
+    result = await settle_async(db, settings, m, status="upstream_error", http_status=resp.status_code, usage=None,
+                                error=content[:500].decode("utf-8", "replace"))
     remaining = result.remaining if result else m.grant.remaining
     return Reply(resp.status_code, _headers(m, remaining, upstream_s, resp.headers), content)
 
 
-def _relay_json(db: Database, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
+async def _relay_json(db: AsyncDatabase, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
     try:
-        content = resp.read()
+        content = await resp.aread()
     except httpx.TimeoutException as exc:
-        _fail(db, settings, m, UpstreamTimeout("the model provider did not finish in time"), "upstream_timeout",
-              repr(exc))
+        await _fail(db, settings, m, UpstreamTimeout("the model provider did not finish in time"),
+                    "upstream_timeout", repr(exc))
     except httpx.HTTPError as exc:
-        _fail(db, settings, m, UpstreamError("the model provider broke off the response"), "upstream_error", repr(exc))
+        await _fail(db, settings, m, UpstreamError("the model provider broke off the response"), "upstream_error",
+                    repr(exc))
     finally:
-        resp.close()
+        await resp.aclose()
     upstream_s = time.perf_counter() - sent
     try:
         payload = json.loads(content)
     except ValueError:
-        _fail(db, settings, m, UpstreamError("the model provider sent a response that is not JSON"), "upstream_error",
-              content[:200].decode("utf-8", "replace"))
+        await _fail(db, settings, m, UpstreamError("the model provider sent a response that is not JSON"),
+                    "upstream_error", content[:200].decode("utf-8", "replace"))
     usage = Usage.from_openai(payload.get("usage")) if isinstance(payload, dict) else None
     estimated = usage is None
     if usage is None:
         usage = estimated_usage(m, _content_tokens_guess(payload))
-    result = settle(db, settings, m, status="succeeded", http_status=200, usage=usage, estimated=estimated,
-                    upstream_id=payload.get("id") if isinstance(payload, dict) else None)
+    upstream_id = payload.get("id") if isinstance(payload, dict) else None
+    result = await settle_async(db, settings, m, status="succeeded", http_status=200, usage=usage,
+                                estimated=estimated, upstream_id=upstream_id)
     # settled, or kept in the outbox to be settled when the database is back
     remaining = result.remaining if result else m.grant.remaining
     return Reply(200, _headers(m, remaining, upstream_s, resp.headers), content)
@@ -134,54 +139,55 @@ def _content_tokens_guess(payload: Any) -> int:
     return -(-len(text.encode("utf-8")) // 4)
 
 
-def _relay_stream(db: Database, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
+def _relay_stream(db: AsyncDatabase, settings: Settings, m: Metered, resp: httpx.Response) -> Reply:
     wants_usage = bool((m.body.get("stream_options") or {}).get("include_usage"))
     meter = StreamMeter(wants_usage)
     headers = _headers(m, m.grant.remaining, 0.0, resp.headers)
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
 
-    def generate() -> Iterator[bytes]:
+    async def generate() -> AsyncIterator[bytes]:
         status: UsageStatus = "succeeded"
-        events = sse_events(resp)
+        events = async_sse_events(resp)
         try:
-            for event in events:
+            async for event in events:
                 out = meter.observe(event)
                 if out is not None:
                     yield out + b"\n\n"
             if not meter.done and meter.usage is None:
                 status = "upstream_interrupted"
-        except GeneratorExit:
+        except GeneratorExit:  # the client went away (lib.core.asgi closes us)
             status = "client_disconnected"
-            _drain(events, meter, settings.disconnect_drain_seconds)
+            await _drain(events, meter, settings.disconnect_drain_seconds)
         except httpx.HTTPError as exc:
             status = "upstream_interrupted"
             log.warning("upstream stream broke off: %r", exc)
         finally:
-            resp.close()
-            _settle_stream(db, settings, m, meter, status)
+            await resp.aclose()
+            await _settle_stream(db, settings, m, meter, status)
 
     return Reply(200, headers, generate(), media_type="text/event-stream")
 
 
-def _drain(events: Iterator[bytes], meter: StreamMeter, budget_s: float) -> None:
+async def _drain(events: AsyncIterator[bytes], meter: StreamMeter, budget_s: float) -> None:
     """The client is gone: keep reading (without sending) until usage or the budget ends."""
-    deadline = time.monotonic() + budget_s
     try:
-        for event in events:
-            meter.observe(event)
-            if meter.usage is not None or meter.done or time.monotonic() > deadline:
-                break
-    except httpx.HTTPError:
+        async with asyncio.timeout(budget_s):
+            async for event in events:
+                meter.observe(event)
+                if meter.usage is not None or meter.done:
+                    break
+    except (httpx.HTTPError, TimeoutError):
         pass
 
 
-def _settle_stream(db: Database, settings: Settings, m: Metered, meter: StreamMeter, status: UsageStatus) -> None:
+async def _settle_stream(db: AsyncDatabase, settings: Settings, m: Metered, meter: StreamMeter,
+                         status: UsageStatus) -> None:
     usage, estimated = meter.usage, False
     if usage is None:
         usage, estimated = estimated_usage(m, meter.chunks), True
     try:
-        settle(db, settings, m, status=status, http_status=200, usage=usage, estimated=estimated,
-               upstream_id=meter.upstream_id)
+        await settle_async(db, settings, m, status=status, http_status=200, usage=usage, estimated=estimated,
+                           upstream_id=meter.upstream_id)
     except TollboothError:  # not transient (those go to the outbox): a contract break, loudly
         log.exception("could not settle streamed request %s", m.request_id)
     except OSError:

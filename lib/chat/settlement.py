@@ -15,17 +15,19 @@ one whose process died stops holding credits within a lease.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lib.chat.metering import Metered, Settlement, Usage, UsageStatus, finish_args
 from lib.core.config import Settings
 from lib.core.db import Database, get_database
+from lib.core.db_async import AsyncDatabase
 from lib.core.errors import ServiceUnavailable, TollboothError
 from lib.core.log import get_logger
 
@@ -214,33 +216,68 @@ def runtime(settings: Settings) -> tuple[Outbox, Drainer, Leases]:
         return _runtime[key]
 
 
+def _retry_delays(settings: Settings) -> Iterator[float]:
+    """How long to wait before each retry of a settlement the database refused as
+    transient: 50 ms doubling to 1 s, for `settle_inline_seconds` in all."""
+    deadline = time.monotonic() + settings.settle_inline_seconds
+    delay = 0.05
+    while time.monotonic() + delay <= deadline:
+        yield delay
+        delay = min(delay * 2, 1.0)
+
+
+def _keep(settings: Settings, request_id: str, args: dict[str, Any], last: str) -> None:
+    """Settlement outlasted its retries: into the outbox (fsynced) for the drainer."""
+    outbox, drainer, _ = runtime(settings)
+    path = outbox.put(request_id, args)
+    log.error("could not settle %s (%s); written to the outbox %s, retried in the background",
+              request_id, last, path)
+    drainer.wake()
+
+
 def settle(db: Database, settings: Settings, m: Metered, *, status: UsageStatus, http_status: int,
            usage: Usage | None, estimated: bool = False, upstream_id: str | None = None,
            error: str | None = None) -> Settlement | None:
     """Settle (or release) a metered request; None when it went to the outbox instead
     (it will be settled, exactly once, when the database answers again)."""
-    outbox, drainer, leases = runtime(settings)
+    leases = runtime(settings)[2]
     args = finish_args(m, status=status, http_status=http_status, usage=usage, estimated=estimated,
                        upstream_id=upstream_id, error=error)
-    deadline = time.monotonic() + settings.settle_inline_seconds
-    delay = 0.05
+    delays = _retry_delays(settings)
     while True:
         try:
             result = Settlement.from_sql(db.rpc(FINISH, args))
         except ServiceUnavailable as exc:
-            if time.monotonic() + delay > deadline:
-                last = exc.message
-                break
+            delay = next(delays, None)
+            if delay is None:
+                _keep(settings, m.request_id, args, exc.message)
+                return None
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
             continue
         leases.discard(m.request_id)
         return result
-    path = outbox.put(m.request_id, args)
-    log.error("could not settle %s (%s); written to the outbox %s, retried in the background",
-              m.request_id, last, path)
-    drainer.wake()
-    return None
+
+
+async def settle_async(db: AsyncDatabase, settings: Settings, m: Metered, *, status: UsageStatus,
+                       http_status: int, usage: Usage | None, estimated: bool = False,
+                       upstream_id: str | None = None, error: str | None = None) -> Settlement | None:
+    """`settle` for async handlers: the same call, retries, outbox and leases, awaited."""
+    leases = runtime(settings)[2]
+    args = finish_args(m, status=status, http_status=http_status, usage=usage, estimated=estimated,
+                       upstream_id=upstream_id, error=error)
+    delays = _retry_delays(settings)
+    while True:
+        try:
+            result = Settlement.from_sql(await db.rpc(FINISH, args))
+        except ServiceUnavailable as exc:
+            delay = next(delays, None)
+            if delay is None:
+                await asyncio.to_thread(_keep, settings, m.request_id, args, exc.message)
+                return None
+            await asyncio.sleep(delay)
+            continue
+        leases.discard(m.request_id)
+        return result
 
 
 def drain_outbox(settings: Settings, db: Database) -> tuple[int, int, int]:

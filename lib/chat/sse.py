@@ -3,7 +3,7 @@ events, and watching them go by for the usage chunk, the chunk count and the id.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
@@ -53,15 +53,35 @@ def _has_usage(data: bytes) -> bool:
     return at >= 0 and data[at + 7:at + 16].lstrip(b": ")[:1] == b"{"
 
 
-def sse_events(resp: httpx.Response) -> Iterator[bytes]:
-    buffer = b""
-    for piece in resp.iter_raw():
-        buffer += piece
+class SseSplitter:
+    """Upstream bytes in, whole SSE events out (CRLF or LF line ends)."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        buffer = self.buffer + piece
         if b"\r\n" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            event, buffer = buffer.split(b"\n\n", 1)
-            if event:
-                yield event
-    if buffer.strip():
-        yield buffer
+        events = buffer.split(b"\n\n")
+        self.buffer = events.pop()
+        return [e for e in events if e]
+
+    def rest(self) -> list[bytes]:
+        return [self.buffer] if self.buffer.strip() else []
+
+
+def sse_events(resp: httpx.Response) -> Iterator[bytes]:
+    splitter = SseSplitter()
+    for piece in resp.iter_raw():
+        yield from splitter.feed(piece)
+    yield from splitter.rest()
+
+
+async def async_sse_events(resp: httpx.Response) -> AsyncIterator[bytes]:
+    splitter = SseSplitter()
+    async for piece in resp.aiter_raw():
+        for event in splitter.feed(piece):
+            yield event
+    for event in splitter.rest():
+        yield event

@@ -172,10 +172,15 @@ _default: Database | None = None
 _default_lock = threading.Lock()
 
 
+def transport_of(settings: Settings) -> str | None:
+    """'psycopg' or 'postgrest': the configured one, else the one whose settings are set."""
+    if settings.db_transport is not None:
+        return settings.db_transport
+    return "psycopg" if settings.database_url else ("postgrest" if settings.supabase_url else None)
+
+
 def make_database(settings: Settings) -> Database:
-    transport = settings.db_transport
-    if transport is None:
-        transport = "psycopg" if settings.database_url else ("postgrest" if settings.supabase_url else None)
+    transport = transport_of(settings)
     if transport == "psycopg":
         return PsycopgDatabase(settings.require("database_url"), pool_size=settings.db_pool_size,
                                statement_timeout_ms=settings.db_statement_timeout_ms)
@@ -191,6 +196,11 @@ def get_database() -> Database:
         with _default_lock:
             if _default is None:
                 _default = make_database(get_settings())
+    return _default
+
+
+def current_database() -> Database | None:
+    """The process-wide database if one was built or set (None: not yet)."""
     return _default
 
 

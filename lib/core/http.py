@@ -12,7 +12,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,11 +43,13 @@ class Reply:
 
     status: int
     headers: dict[str, str]
-    body: bytes | Iterator[bytes]
+    body: bytes | Iterator[bytes] | AsyncIterator[bytes]
     media_type: str = "application/json"
 
 
 def reply_response(reply: Reply) -> flask.Response:
+    if hasattr(reply.body, "__aiter__"):
+        raise TypeError("a flask handler's Reply streams a sync iterator")
     return flask.Response(reply.body, status=reply.status, mimetype=reply.media_type, headers=reply.headers)
 
 
@@ -128,7 +130,11 @@ def read_body(request: flask.Request) -> bytes:
 
 def parse_json_object(request: flask.Request) -> dict[str, Any]:
     """The request body as a JSON object, or BadRequest (413 past the size limit)."""
-    raw = read_body(request)
+    return decode_json_object(read_body(request))
+
+
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    """Body bytes as a JSON object within every limit of `check_json_values`, or BadRequest."""
     try:
         data = json.loads(raw, parse_constant=_no_constants) if raw else None
     except RecursionError as exc:
@@ -147,8 +153,13 @@ MAX_HEADER_BYTES = 32 * 1024
 def check_headers(request: flask.Request) -> None:
     """Headers our server let through but no handler should see: NUL or other control
     characters in a value (400), more than MAX_HEADER_BYTES in all (431)."""
+    check_header_items(request.headers.items())
+
+
+def check_header_items(items: Iterable[tuple[str, str]]) -> None:
+    """`check_headers` for any framework's (name, value) pairs."""
     total = 0
-    for name, value in request.headers.items():
+    for name, value in items:
         total += len(name) + len(value) + 4
         if any(ord(c) < 32 and c != "\t" for c in value):
             raise BadRequest(f"header {name[:64]} contains a control character")

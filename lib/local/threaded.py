@@ -4,7 +4,6 @@ test suite and the benchmarks. The caller passes the mounts (`functions.mounts()
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -39,12 +38,9 @@ def running_server(mounts: Iterable[Mount], **settings: str | None) -> Iterator[
     """Serve `mounts` on 127.0.0.1:<free port> with these environment settings; yields the base URL."""
     with env(**settings):
         set_database(None)
-        server = build_server("127.0.0.1", 0, mounts)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+        server = build_server("127.0.0.1", 0, mounts).start()
         try:
             yield f"http://127.0.0.1:{server.server_port}"
         finally:
             server.shutdown()
-            thread.join(5)
             set_database(None)

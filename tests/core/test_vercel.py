@@ -57,7 +57,7 @@ def test_every_function_target_exists_for_functions_framework():
     for route in ROUTES:
         module = importlib.import_module(f"functions.{route.module}")
         assert callable(getattr(module, route.target, None)), f"functions/{route.module}.py has no {route.target}()"
-        assert hasattr(module, "app"), f"functions/{route.module}.py exports no WSGI app for Vercel"
+        assert hasattr(module, "app"), f"functions/{route.module}.py exports no WSGI or ASGI app for Vercel"
 
 
 def test_the_usage_rollup_cron_is_scheduled_on_a_get_route():
@@ -65,3 +65,20 @@ def test_the_usage_rollup_cron_is_scheduled_on_a_get_route():
     assert "/api/cron/usage-rollup" in crons, "the rollup and lifecycle job is scheduled"
     route = next(r for r in ROUTES if r.path == "/api/cron/usage-rollup")
     assert "GET" in route.methods, "Vercel Cron calls its path with GET"
+
+
+def test_the_chat_entry_point_is_an_asgi_app_answering_our_json_errors():
+    """Vercel's Python runtime serves an ASGI `app` as it is: every path reaches chat."""
+    import asyncio
+
+    import httpx
+
+    from api.chat import app
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vercel") as client:
+            return await client.get("/api/chat")
+
+    r = asyncio.run(call())
+    assert r.status_code == 405 and r.json()["error"]["type"] == "method_not_allowed"
+    assert r.headers["x-request-id"].startswith("req_")

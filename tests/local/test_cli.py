@@ -76,8 +76,8 @@ def test_db_stop_stops_it(tmp_path):
     assert run("db", "stop", "--data-dir", data_dir).stdout.strip() == "not running"
 
 
-def test_serve_runs_every_function_under_gunicorn(fresh_dsn):
-    """`tollbooth serve` (gunicorn workers) answers health and routes chat like the in-process server."""
+def test_serve_runs_every_function_under_uvicorn(fresh_dsn):
+    """`tollbooth serve` (uvicorn workers) answers health and routes chat like the in-process server."""
     import socket
     import time
 

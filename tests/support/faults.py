@@ -95,7 +95,7 @@ def free_port() -> int:
 
 
 def serve_process(env: dict[str, str], *, workers: int = 1, threads: int = 8):
-    """`tollbooth serve` (gunicorn) as a child process in its own session: (Popen, base URL).
+    """`tollbooth serve` (uvicorn) as a child process in its own session: (Popen, base URL).
     The caller kills it with os.killpg(proc.pid, SIGKILL)."""
     import os
     import subprocess
