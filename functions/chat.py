@@ -31,7 +31,8 @@ def chat(request: flask.Request) -> flask.Response:
     body = validate(raw, ChatBody)
     db = get_database()
     metered = begin(db, caller, body, raw, request_id=request_id_var.get() or "", endpoint=request.path,
-                    headers=request.headers, started=started, lease_seconds=settings.reservation_lease_seconds)
+                    headers=request.headers, started=started, lease_seconds=settings.reservation_lease_seconds,
+                    peer=request.remote_addr, trusted_proxies=settings.trusted_proxy_cidrs)
     return reply_response(proxy(db, settings, metered, request.headers.get("user-agent")))
 
 
