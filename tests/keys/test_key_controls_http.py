@@ -154,3 +154,19 @@ def test_rotation_over_http(stack):
     old = post(stack.base, k["key"])
     assert old.status_code == 401 and old.json()["error"]["type"] == "invalid_api_key"
     assert post(stack.base, new["key"]).status_code == 200
+
+
+def test_an_expired_trial_key_is_401_trial_expired_and_the_trial_ends(stack):
+    alice = stack.user("alice")
+    t = as_user(stack.sql, alice).one("select public.start_trial('Trial', 'alice-http', 'standard') as t")["t"]
+    key = stack.key(alice, t["org_id"])["key"]
+    assert post(stack.base, key).status_code == 200
+    stack.sql.execute("update trials set expires_at = now() - interval '1 second' where id = %s", (t["id"],))
+    r = post(stack.base, key)
+    assert r.status_code == 401 and r.json()["error"]["type"] == "trial_expired"
+    models = httpx.get(f"{stack.base}/v1/models", headers={"authorization": f"Bearer {key}"}, timeout=30)
+    assert models.status_code == 401 and models.json()["error"]["type"] == "trial_expired"
+    row = stack.sql.execute("select status from trials where id = %s", (t["id"],)).fetchone()
+    assert row == ("expired",), "the refusal ended the trial (expire_trials)"
+    assert stack.balance(t["org_id"]) == 0
+    stack.assert_ledger_consistent(t["org_id"])

@@ -30,6 +30,10 @@ ALLOWED = {
     "rpm integer, tpm integer, allowed_ips cidr[])",
     "authenticated EXECUTE function public.rotate_api_key(key_id uuid, grace_seconds integer)",
     "authenticated EXECUTE function public.api_key_budgets(org_id uuid)",
+    # issue 12: trials, started and cancelled by people, read by the owner and members (RLS)
+    "authenticated EXECUTE function public.start_trial(name text, slug text, tier text)",
+    "authenticated EXECUTE function public.cancel_trial(trial_id uuid)",
+    "authenticated SELECT table public.trials",
     "authenticated EXECUTE function public.create_organization(name text, slug text)",
     "authenticated EXECUTE function public.delete_organization(org_id uuid)",
     "authenticated EXECUTE function public.invite_member(org_id uuid, email text, role member_role)",
