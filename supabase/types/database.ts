@@ -595,6 +595,9 @@ isOneToOne: true
 "delete_organization":
 { Args: { "org_id": string }; Returns: undefined
                            },
+"discard_api_key":
+{ Args: { "key_id": string }; Returns: Json
+                           },
 "ensure_usage_partitions":
 { Args: { "months_ahead"?: number }; Returns: Json
                            },
@@ -674,6 +677,9 @@ isOneToOne: true
 "rotate_api_key":
 { Args: { "grace_seconds"?: number,"key_id": string }; Returns: Json
                            },
+"set_unkey_key_id":
+{ Args: { "key_id": string,"unkey_key_id": string }; Returns: Json
+                           },
 "settle_credits":
 { Args: { "charge": number,"request_id": string }; Returns: Json
                            },
@@ -691,6 +697,12 @@ isOneToOne: true
                            },
 "stripe_sync_objects":
 { Args: { "kind": string,"objects": Json }; Returns: Json
+                           },
+"unkey_key_state":
+{ Args: { "key_id": string }; Returns: Json
+                           },
+"unkey_sync_plan":
+{ Args: Record<PropertyKey, never>; Returns: Json
                            },
 "update_api_key":
 { Args: { "allowed_ips"?: (unknown)[],"credit_limit"?: number,"credit_limit_period"?: string,"description"?: string,"expires_at"?: string,"key_id": string,"models"?: (string)[],"name"?: string,"rpm"?: number,"tpm"?: number }; Returns: Json
