@@ -1,5 +1,5 @@
 """What a frontend does, from the terminal, exactly as PostgREST runs it for a signed-in
-user: `sql --as` (RLS as that user), `keys create|list|revoke`, `credits`, `usage`.
+user: `sql --as` (RLS as that user), `keys create|list|revoke|rotate`, `credits`, `usage`.
 
 Every command goes through the tables and RPCs supabase-js would call, as the user
 (`--as`, by default the organization's owner), never by writing tables directly; see
@@ -163,6 +163,20 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return unkey_keys.unkey_revoked(args, str(key_id))
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    try:
+        session, org_id, _ = _org_session(args, args.org)
+        with session:
+            key_id = find_key(session, org_id, args.key)
+            new = session.one("select public.rotate_api_key(%s, %s)", (key_id, args.grace_seconds))
+    except SessionError as exc:
+        return _fail(exc)
+    print(f"rotated {key_id}: the old secret works for {args.grace_seconds} s more; the new one is shown once:",
+          file=sys.stderr)
+    print(new["key"])
+    return unkey_keys.unkey_rotated(args, str(key_id), args.grace_seconds)
+
+
 def find_key(session: Session, org_id: Any, key: str) -> Any:
     """The id of the organization's key named by its id or display prefix, as the user sees it."""
     ids = session.run("select id from public.api_keys where org_id = %s and (id::text = %s or prefix = %s)",
@@ -243,7 +257,13 @@ def register(sub: Any) -> None:
     rv.add_argument("key", metavar="KEY", help="the key's id or its display prefix")
     who(rv)
     rv.set_defaults(func=cmd_keys_revoke)
-    unkey_keys.register(ks, who)
+    ro = ks.add_parser("rotate", help="rotate a key (public.rotate_api_key); prints the new secret once")
+    ro.add_argument("org", metavar="ORG", help="the organization's slug (or a user's email: their personal org)")
+    ro.add_argument("key", metavar="KEY", help="the key's id or its display prefix")
+    ro.add_argument("--grace-seconds", type=int, default=3600, help="how long the old secret keeps working")
+    who(ro)
+    ro.set_defaults(func=cmd_keys_rotate)
+    unkey_keys.register(ks)
 
     cr = sub.add_parser("credits", help="balance, credits held by open requests, last ledger rows")
     cr.add_argument("target", metavar="EMAIL|ORG", help="a user's email (their personal org) or an organization slug")

@@ -1,4 +1,4 @@
-"""`tollbooth keys rotate|sync-unkey`, and the Unkey side of `keys create|revoke`.
+"""`tollbooth keys sync-unkey`, and the Unkey side of `keys create|revoke|rotate`.
 
 With UNKEY_ROOT_KEY and UNKEY_API_ID set, a key created, revoked or rotated here is
 mirrored at Unkey too (lib.keys.managed); `keys sync-unkey` reconciles both sides (keys
@@ -50,22 +50,10 @@ def unkey_revoked(args: argparse.Namespace, key_id: str) -> int:
     return 0
 
 
-def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from lib.cli.frontend import _fail, _org_session, find_key
-    from lib.local.postgrest_session import SessionError
-
+def unkey_rotated(args: argparse.Namespace, key_id: str, grace_seconds: int) -> int:
+    """After `keys rotate`: reroll the mirror with the same grace; Unkey failing is reported."""
     try:
-        session, org_id, _ = _org_session(args, args.org)
-        with session:
-            key_id = find_key(session, org_id, args.key)
-            new = session.one("select public.rotate_api_key(%s, %s)", (key_id, args.grace_seconds))
-    except SessionError as exc:
-        return _fail(exc)
-    print(f"rotated {key_id}: the old secret works for {args.grace_seconds} s more; the new one is shown once:",
-          file=sys.stderr)
-    print(new["key"])
-    try:
-        _with_unkey(args, lambda db, unkey: after_rotate(db, unkey, str(key_id), args.grace_seconds))
+        _with_unkey(args, lambda db, unkey: after_rotate(db, unkey, key_id, grace_seconds))
     except TollboothError as exc:
         print(f"rotated here, but Unkey: {exc.message}; run `tollbooth keys sync-unkey` later", file=sys.stderr)
         return 1
@@ -84,13 +72,7 @@ def cmd_keys_sync_unkey(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-def register(ks: Any, who: Callable[[argparse.ArgumentParser], None]) -> None:
-    ro = ks.add_parser("rotate", help="rotate a key (public.rotate_api_key); prints the new secret once")
-    ro.add_argument("org", metavar="ORG", help="the organization's slug (or a user's email: their personal org)")
-    ro.add_argument("key", metavar="KEY", help="the key's id or its display prefix")
-    ro.add_argument("--grace-seconds", type=int, default=3600, help="how long the old secret keeps working")
-    who(ro)
-    ro.set_defaults(func=cmd_keys_rotate)
+def register(ks: Any) -> None:
     sy = ks.add_parser("sync-unkey", help="reconcile keys here with their mirrors at Unkey")
     sy.add_argument("--database-url", help="the database (default: DATABASE_URL, else the local embedded one)")
     sy.set_defaults(func=cmd_keys_sync_unkey)
