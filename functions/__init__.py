@@ -29,6 +29,8 @@ ROUTES: list[Route] = [
     Route("/v1/chat/completions", "chat", "chat", ("POST",)),
     Route("/api/chat", "chat", "chat", ("POST",)),
     Route("/v1/models", "models", "models", ("GET",)),
+    Route("/v1/embeddings", "embeddings", "embeddings", ("POST",)),
+    Route("/v1/responses", "responses", "responses", ("POST",)),
 ]
 
 

@@ -40,6 +40,21 @@ class Headers(Protocol):
     def get(self, key: str, /) -> str | None: ...
 
 
+class Billable(Protocol):
+    """What begin reads of a request body (ChatBody, and lib.chat.endpoints' bodies)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def n(self) -> int | None: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def max_completion_tokens(self) -> int | None: ...
+
+
 class Message(BaseModel):
     """One chat message: a known role, and content (text or parts) unless the message
     is an assistant's tool call. Other fields pass through untouched."""
@@ -192,7 +207,7 @@ def authenticate(headers: Headers, settings: Settings) -> Caller:
     return Caller(user_id=claims.user_id, org_id=uuid_header(headers, "x-org-id"))
 
 
-def completion_limit(body: ChatBody) -> int | None:
+def completion_limit(body: Billable) -> int | None:
     return body.max_completion_tokens or body.max_tokens
 
 
@@ -230,7 +245,7 @@ def begin_error(db: Database, caller: Caller, err: TollboothError) -> TollboothE
     return err
 
 
-def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
+def begin(db: Database, caller: Caller, body: Billable, raw: dict[str, Any], *,
           request_id: str, endpoint: str, headers: Headers, started: float | None = None,
           lease_seconds: int | None = None, peer: str | None = None, trusted_proxies: str | None = None,
           kind: str = "chat", prompt_bound: int | None = None) -> Metered:
