@@ -33,7 +33,9 @@ def chat(request: flask.Request) -> flask.Response:
     metered = begin(db, caller, body, raw, request_id=request_id_var.get() or "", endpoint=request.path,
                     headers=request.headers, started=started, lease_seconds=settings.reservation_lease_seconds,
                     peer=request.remote_addr, trusted_proxies=settings.trusted_proxy_cidrs)
-    return reply_response(proxy(db, settings, metered, request.headers.get("user-agent")))
+    reply = proxy(db, settings, metered, request.headers.get("user-agent"))
+    reply.headers.update(metered.grant.ratelimit or {})  # a key's rpm/tpm window, as OpenAI reports it
+    return reply_response(reply)
 
 
 app = make_app(chat)

@@ -36,9 +36,11 @@ def embeddings(request: flask.Request) -> flask.Response:
                     headers=request.headers, started=started, lease_seconds=settings.reservation_lease_seconds,
                     peer=request.remote_addr, trusted_proxies=settings.trusted_proxy_cidrs, kind="embeddings",
                     prompt_bound=bound)
-    return reply_response(forward(db, settings, metered, "embeddings", raw, embeddings_usage,
-                                  lambda _: Usage(prompt_tokens=-(-bound // 4), completion_tokens=0),
-                                  request.headers.get("user-agent")))
+    reply = forward(db, settings, metered, "embeddings", raw, embeddings_usage,
+                    lambda _: Usage(prompt_tokens=-(-bound // 4), completion_tokens=0),
+                    request.headers.get("user-agent"))
+    reply.headers.update(metered.grant.ratelimit or {})
+    return reply_response(reply)
 
 
 app = make_app(embeddings)

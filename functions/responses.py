@@ -41,9 +41,11 @@ def responses(request: flask.Request) -> flask.Response:
     upstream = dict(raw)
     if metered.grant.limit_capped:
         upstream["max_output_tokens"] = metered.grant.completion_tokens_limit
-    return reply_response(forward(db, settings, metered, "responses", upstream, responses_usage,
-                                  lambda deltas: Usage(prompt_tokens=-(-bound // 4), completion_tokens=deltas),
-                                  request.headers.get("user-agent")))
+    reply = forward(db, settings, metered, "responses", upstream, responses_usage,
+                    lambda deltas: Usage(prompt_tokens=-(-bound // 4), completion_tokens=deltas),
+                    request.headers.get("user-agent"))
+    reply.headers.update(metered.grant.ratelimit or {})
+    return reply_response(reply)
 
 
 app = make_app(responses)

@@ -117,6 +117,8 @@ class Grant:
     remaining: int
     completion_tokens_limit: int
     limit_capped: bool
+    # x-ratelimit-* headers for a key with rpm/tpm limits (None without)
+    ratelimit: dict[str, str] | None = None
 
     @classmethod
     def from_sql(cls, answer: Any) -> Grant:

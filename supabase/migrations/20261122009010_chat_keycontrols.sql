@@ -239,11 +239,10 @@ begin
   return jsonb_build_object(
     'org_id', org, 'api_key_id', k.id, 'project_id', k.project_id, 'user_id', coalesce(caller, k.created_by),
     'plan_id', plan.id, 'model', price.model, 'reserved', hold, 'remaining', remaining,
-    'completion_tokens_limit', lim, 'limit_capped', capped)
-    || case when k.rpm is not null or k.tpm is not null
-            then jsonb_build_object('ratelimit', private.rate_headers(k, ws, used_requests + 1,
-                                                                       used_tokens + coalesce(tokens, 0), false))
-            else '{}'::jsonb end;
+    'completion_tokens_limit', lim, 'limit_capped', capped,
+    -- the x-ratelimit-* headers of a key with rpm or tpm (OpenAI sends them on every answer)
+    'ratelimit', case when k.rpm is not null or k.tpm is not null
+                      then private.rate_headers(k, ws, used_requests + 1, used_tokens + coalesce(tokens, 0), false) end);
 end;
 $$;
 revoke execute on function public.begin_chat_request(text, text, bigint, bigint, integer, bytea, uuid, uuid, integer,

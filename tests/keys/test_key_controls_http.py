@@ -64,7 +64,10 @@ def test_rpm_refusal_carries_openai_rate_limit_headers(stack):
     org = stack.team(owner)
     stack.set_balance(org, 1000)
     key = stack.key(owner, org, rpm=2, tpm=100000)["key"]
-    assert [post(stack.base, key).status_code for _ in range(2)] == [200, 200]
+    first, second = post(stack.base, key), post(stack.base, key)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.headers["x-ratelimit-limit-requests"] == "2" and first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert second.headers["x-ratelimit-remaining-requests"] == "0" and "x-ratelimit-remaining-tokens" in second.headers
     r = post(stack.base, key)
     assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_exceeded"
     assert 1 <= int(r.headers["retry-after"]) <= 60
