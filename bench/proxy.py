@@ -181,6 +181,10 @@ def main() -> int:
     migrate.apply_all(dsn)
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("select private.grant_credits(%s, 'adjustment', 100000000, null, null, 'benchmark')", (ACME,))
+        # issue 12: the Tollbooth row pays for every per-key control (allow-list, budget, rpm/tpm, CIDRs)
+        c.execute("update public.api_keys set models = array['gpt-4o-mini', 'gpt-4.1-mini'], credit_limit = 100000000, "
+                  "credit_limit_period = 'monthly', rpm = 1000000, tpm = 2000000000, allowed_ips = array['127.0.0.0/8'::cidr] "
+                  "where org_id = %s", (ACME,))
 
     up_port, proxy_port, litellm_port = free_port(), free_port(), free_port()
     tb = str(ROOT / ".venv" / "bin" / "tollbooth")

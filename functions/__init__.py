@@ -33,6 +33,8 @@ ROUTES: list[Route] = [
     Route("/api/usage", "usage", "usage", ("GET",)),
     Route("/api/usage/requests", "usage_requests", "usage_requests", ("GET",)),
     Route("/api/cron/usage-rollup", "usage_rollup", "usage_rollup", ("GET", "POST")),
+    Route("/v1/embeddings", "embeddings", "embeddings", ("POST",)),
+    Route("/v1/responses", "responses", "responses", ("POST",)),
 ]
 
 

@@ -34,10 +34,14 @@ async def chat(request: Request) -> Response:
     raw = await parse_json_object(request)
     body = validate(raw, ChatBody)
     db = get_async_database()
+    peer = request.client.host if request.client else None
     metered = await call_async(begin, db, caller, body, raw, request_id=request_id_var.get() or "",
                                endpoint=request.url.path, headers=request.headers, started=started,
-                               lease_seconds=settings.reservation_lease_seconds)
-    return reply_response(await proxy(db, settings, metered, request.headers.get("user-agent")))
+                               lease_seconds=settings.reservation_lease_seconds,
+                               peer=peer, trusted_proxies=settings.trusted_proxy_cidrs)
+    reply = await proxy(db, settings, metered, request.headers.get("user-agent"))
+    reply.headers.update(metered.grant.ratelimit or {})  # a key's rpm/tpm window, as OpenAI reports it
+    return reply_response(reply)
 
 
 functions_framework.aio.http(chat)  # registers it: `functions-framework --target chat --asgi`

@@ -8,10 +8,10 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from lib.chat.metering import authenticate
+from lib.chat.metering import authenticate, begin_error
 from lib.core.config import get_settings
 from lib.core.db import get_database
-from lib.core.errors import Unauthorized
+from lib.core.errors import TollboothError
 from lib.core.http import endpoint, json_response, make_app, require_method
 
 
@@ -20,12 +20,12 @@ from lib.core.http import endpoint, json_response, make_app, require_method
 def models(request: flask.Request) -> flask.Response:
     require_method(request, "GET")
     caller = authenticate(request.headers, get_settings())
+    db = get_database()
     try:
-        data = get_database().rpc("list_models_for_caller", {
+        data = db.rpc("list_models_for_caller", {
             "key_hash": caller.key_hash, "user_id": caller.user_id, "org_id": caller.org_id})
-    except Unauthorized as err:
-        if caller.key_hash is not None:
-            err.type = "invalid_api_key"  # OpenAI's code for a key it does not know
+    except TollboothError as err:
+        begin_error(db, caller, err)  # invalid_api_key, trial_expired, ... as for chat
         raise
     return json_response({"object": "list", "data": data or []})
 

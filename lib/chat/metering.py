@@ -8,6 +8,7 @@ SQL stops sending fails loudly, and a test compares the keys with the SQL's answ
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import MISSING, dataclass, field, fields
@@ -16,12 +17,16 @@ from typing import Any, Literal, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from lib.chat.client_ip import client_ip
 from lib.chat.token_bounds import prompt_token_bound, prompt_token_estimate
 from lib.core.auth import bearer_token, looks_like_jwt, verify_access_token
 from lib.core.config import Settings
 from lib.core.crypto import hash_api_key
 from lib.core.db import Database
-from lib.core.errors import BadRequest, PaymentRequired, TollboothError, Unauthorized
+from lib.core.errors import BadRequest, PaymentRequired, RateLimited, TollboothError, Unauthorized
+from lib.core.log import get_logger
+
+log = get_logger("chat")
 
 # the values of public.usage_status (the SQL type owns them; a test compares)
 UsageStatus = Literal["succeeded", "upstream_error", "upstream_timeout", "upstream_unreachable",
@@ -33,6 +38,21 @@ class Headers(Protocol):
     """Case-insensitive request headers (flask's, starlette's and httpx's all are)."""
 
     def get(self, key: str, /) -> str | None: ...
+
+
+class Billable(Protocol):
+    """What begin reads of a request body (ChatBody, and lib.chat.endpoints' bodies)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def n(self) -> int | None: ...
+    @property
+    def max_tokens(self) -> int | None: ...
+    @property
+    def max_completion_tokens(self) -> int | None: ...
 
 
 class Message(BaseModel):
@@ -97,6 +117,8 @@ class Grant:
     remaining: int
     completion_tokens_limit: int
     limit_capped: bool
+    # x-ratelimit-* headers for a key with rpm/tpm limits (None without)
+    ratelimit: dict[str, str] | None = None
 
     @classmethod
     def from_sql(cls, answer: Any) -> Grant:
@@ -187,13 +209,48 @@ def authenticate(headers: Headers, settings: Settings) -> Caller:
     return Caller(user_id=claims.user_id, org_id=uuid_header(headers, "x-org-id"))
 
 
-def completion_limit(body: ChatBody) -> int | None:
+def completion_limit(body: Billable) -> int | None:
     return body.max_completion_tokens or body.max_tokens
 
 
-def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
+def apply_sql_detail(err: TollboothError) -> TollboothError:
+    """A begin refusal's DETAIL is a JSON object naming the error type (model_not_allowed,
+    ip_not_allowed, key_budget_exceeded, rate_limit_exceeded, trial_expired) and headers
+    (retry-after, x-ratelimit-*): the SQL owns them, this applies them."""
+    try:
+        detail = json.loads(err.detail) if err.detail else None
+    except ValueError:
+        return err
+    if isinstance(detail, dict):
+        if isinstance(detail.get("type"), str):
+            err.type = detail["type"]
+        for name, value in (detail.get("headers") or {}).items():
+            err.headers[str(name)] = str(value)
+    return err
+
+
+def begin_error(db: Database, caller: Caller, err: TollboothError) -> TollboothError:
+    """The HTTP error for a refusal of begin_chat_request (or list_models_for_caller)."""
+    apply_sql_detail(err)
+    if isinstance(err, PaymentRequired):
+        err.headers["x-should-retry"] = "false"
+    elif isinstance(err, RateLimited):
+        err.headers.setdefault("x-should-retry", "true")
+    elif isinstance(err, Unauthorized):
+        if err.type == "trial_expired":
+            try:  # the refusal rolled back: end the trial (and its credits) now, once
+                db.rpc("expire_trials", {})
+            except TollboothError:
+                log.warning("could not expire trials after a trial_expired refusal")
+        elif caller.key_hash is not None and err.type == Unauthorized.type:
+            err.type = "invalid_api_key"  # OpenAI's code for a key it does not know
+    return err
+
+
+def begin(db: Database, caller: Caller, body: Billable, raw: dict[str, Any], *,
           request_id: str, endpoint: str, headers: Headers, started: float | None = None,
-          lease_seconds: int | None = None) -> Metered:
+          lease_seconds: int | None = None, peer: str | None = None, trusted_proxies: str | None = None,
+          kind: str = "chat", prompt_bound: int | None = None) -> Metered:
     meeting_id = uuid_header(headers, "x-meeting-id")
     if meeting_id is not None:  # a meeting of the org this call is billed to (403 otherwise), before reserving
         db.rpc("chat_meeting_check", {"meeting_id": meeting_id, "key_hash": caller.key_hash,
@@ -202,20 +259,18 @@ def begin(db: Database, caller: Caller, body: ChatBody, raw: dict[str, Any], *,
         answer = db.rpc("begin_chat_request", {
             "request_id": request_id,
             "model": body.model,
-            "prompt_tokens_bound": prompt_token_bound(raw),
+            "prompt_tokens_bound": prompt_token_bound(raw) if prompt_bound is None else prompt_bound,
             "completion_tokens_limit": completion_limit(body),
             "choices": body.n or 1,
             "key_hash": caller.key_hash,
             "user_id": caller.user_id,
             "org_id": caller.org_id,
             **({"ttl_seconds": lease_seconds} if lease_seconds else {}),
+            **({"client_ip": ip} if (ip := client_ip(peer, headers.get("x-forwarded-for"), trusted_proxies)) else {}),
+            **({"kind": kind} if kind != "chat" else {}),
         })
-    except PaymentRequired as err:
-        err.headers["x-should-retry"] = "false"
-        raise
-    except Unauthorized as err:
-        if caller.key_hash is not None:
-            err.type = "invalid_api_key"  # OpenAI's code for a key it does not know
+    except TollboothError as err:
+        begin_error(db, caller, err)
         raise
     return Metered(request_id, endpoint, raw, Grant.from_sql(answer), meeting_id, body.stream,
                    started or time.perf_counter())

@@ -1,5 +1,5 @@
 """What a frontend does, from the terminal, exactly as PostgREST runs it for a signed-in
-user: `sql --as` (RLS as that user), `keys create|list|revoke`, `credits`, `usage`.
+user: `sql --as` (RLS as that user), `keys create|list|revoke|rotate`, `credits`, `usage`.
 
 Every command goes through the tables and RPCs supabase-js would call, as the user
 (`--as`, by default the organization's owner), never by writing tables directly; see
@@ -12,7 +12,9 @@ from typing import Any
 
 import psycopg
 
+from lib.cli import keys as unkey_keys
 from lib.cli.common import database_url
+from lib.core.errors import TollboothError
 from lib.local.postgrest_session import (
     ANON,
     Identity,
@@ -125,6 +127,12 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
                               "expires_at := %s)", (org_id, args.name, args.description, args.expires_at))
     except SessionError as exc:
         return _fail(exc)
+    try:
+        unkey_id = unkey_keys.unkey_created(args, str(key["id"]))
+    except TollboothError as exc:
+        return _fail(Exception(f"Unkey: {exc.message}; the key was not created"))
+    if unkey_id:
+        print(f"mirrored at Unkey as {unkey_id}", file=sys.stderr)
     print(f"created key {key['id']} ({key['prefix']}…) for {slug} as {session.identity.label}", file=sys.stderr)
     print("the key is shown once; store it now:", file=sys.stderr)
     print(key["key"])
@@ -147,16 +155,36 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     try:
         session, org_id, _ = _org_session(args, args.org)
         with session:
-            ids = session.run("select id from public.api_keys where org_id = %s and (id::text = %s or prefix = %s)",
-                              (org_id, args.key, args.key)).rows
-            if len(ids) != 1:
-                raise SessionError(f"{'no' if not ids else 'more than one'} key {args.key} in this organization "
-                                   f"visible to {session.identity.label}")
-            answer = session.one("select public.revoke_api_key(%s)", (ids[0][0],))
+            key_id = find_key(session, org_id, args.key)
+            answer = session.one("select public.revoke_api_key(%s)", (key_id,))
     except SessionError as exc:
         return _fail(exc)
-    print(f"revoked {ids[0][0]}: {answer}")
-    return 0
+    print(f"revoked {key_id}: {answer}")
+    return unkey_keys.unkey_revoked(args, str(key_id))
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    try:
+        session, org_id, _ = _org_session(args, args.org)
+        with session:
+            key_id = find_key(session, org_id, args.key)
+            new = session.one("select public.rotate_api_key(%s, %s)", (key_id, args.grace_seconds))
+    except SessionError as exc:
+        return _fail(exc)
+    print(f"rotated {key_id}: the old secret works for {args.grace_seconds} s more; the new one is shown once:",
+          file=sys.stderr)
+    print(new["key"])
+    return unkey_keys.unkey_rotated(args, str(key_id), args.grace_seconds)
+
+
+def find_key(session: Session, org_id: Any, key: str) -> Any:
+    """The id of the organization's key named by its id or display prefix, as the user sees it."""
+    ids = session.run("select id from public.api_keys where org_id = %s and (id::text = %s or prefix = %s)",
+                      (org_id, key, key)).rows
+    if len(ids) != 1:
+        raise SessionError(f"{'no' if not ids else 'more than one'} key {key} in this organization "
+                           f"visible to {session.identity.label}")
+    return ids[0][0]
 
 
 def cmd_credits(args: argparse.Namespace) -> int:
@@ -229,6 +257,13 @@ def register(sub: Any) -> None:
     rv.add_argument("key", metavar="KEY", help="the key's id or its display prefix")
     who(rv)
     rv.set_defaults(func=cmd_keys_revoke)
+    ro = ks.add_parser("rotate", help="rotate a key (public.rotate_api_key); prints the new secret once")
+    ro.add_argument("org", metavar="ORG", help="the organization's slug (or a user's email: their personal org)")
+    ro.add_argument("key", metavar="KEY", help="the key's id or its display prefix")
+    ro.add_argument("--grace-seconds", type=int, default=3600, help="how long the old secret keeps working")
+    who(ro)
+    ro.set_defaults(func=cmd_keys_rotate)
+    unkey_keys.register(ks)
 
     cr = sub.add_parser("credits", help="balance, credits held by open requests, last ledger rows")
     cr.add_argument("target", metavar="EMAIL|ORG", help="a user's email (their personal org) or an organization slug")

@@ -50,6 +50,12 @@ class Settings(BaseModel):
     settle_inline_seconds: float = 2.0
     metering_outbox_dir: str = ".tollbooth/outbox"
     log_level: str = "INFO"
+    # API keys (issue 12): peers in these CIDRs (comma-separated) are proxies whose
+    # X-Forwarded-For names the client; Unkey-managed keys when both Unkey settings are set
+    trusted_proxy_cidrs: str | None = None
+    unkey_root_key: str | None = None
+    unkey_api_id: str | None = None
+    unkey_api_url: str = "https://api.unkey.com"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -56,7 +56,7 @@ def map_psycopg_error(exc: psycopg.Error) -> TollboothError:
         # integer out of range): bad input, never a 500
         return BadRequest(f"a value cannot be stored: {exc}")
     message = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
-    return from_sqlstate(exc.sqlstate, message)
+    return from_sqlstate(exc.sqlstate, message, exc.diag.message_detail if exc.diag else None)
 
 
 class PsycopgDatabase:
@@ -147,7 +147,8 @@ class PostgrestDatabase:
         try:
             response = self.client.rpc(_check_name(fn), args or {}).execute()
         except APIError as exc:
-            raise from_sqlstate(str(exc.code) if exc.code else None, exc.message or "database error") from exc
+            raise from_sqlstate(str(exc.code) if exc.code else None, exc.message or "database error",
+                                exc.details if isinstance(exc.details, str) else None) from exc
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("PostgREST unreachable") from exc
         return _decimalize(response.data)

@@ -11,6 +11,8 @@ from __future__ import annotations
 class TollboothError(Exception):
     status = 500
     type = "internal_error"
+    # a database error's DETAIL, when it had one (SQL may say more there: see lib.chat.metering)
+    detail: str | None = None
 
     def __init__(self, message: str, *, type: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -139,7 +141,13 @@ def status_for_sqlstate(sqlstate: str | None) -> int:
     return 500
 
 
-def from_sqlstate(sqlstate: str | None, message: str) -> TollboothError:
+def from_sqlstate(sqlstate: str | None, message: str, detail: str | None = None) -> TollboothError:
+    err = _from_sqlstate(sqlstate, message)
+    err.detail = detail
+    return err
+
+
+def _from_sqlstate(sqlstate: str | None, message: str) -> TollboothError:
     status = status_for_sqlstate(sqlstate)
     cls = _BY_STATUS.get(status)
     if cls is None:

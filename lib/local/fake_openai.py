@@ -1,7 +1,8 @@
 """A local, deterministic OpenAI-compatible Chat Completions server (no database).
 
 For development, tests and benchmarks of the metered proxy. Endpoints:
-`POST /v1/chat/completions` (also `/chat/completions`) and `GET /v1/models`. Every
+`POST /v1/chat/completions` (also `/chat/completions`), `GET /v1/models`, and
+`POST /v1/embeddings` and `POST /v1/responses` (lib.local.fake_openai_endpoints). Every
 request needs `Authorization: Bearer <anything>`.
 
 The reply is `"echo:"` followed by the words of the last user message, one word per
@@ -39,6 +40,8 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from lib.local import fake_openai_endpoints as more
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini")
 DEFAULT_REPLY_WORDS = 16
@@ -211,11 +214,42 @@ class FakeOpenAI:
             if request.method != "POST":
                 raise ApiError(405, f"Method {request.method} not allowed for {request.path}")
             return self._chat_completions(request)
+        if path in ("/v1/embeddings", "/embeddings", "/v1/responses", "/responses"):
+            return self._more(request, path.rsplit("/", 1)[-1])
         if path in ("/v1/models", "/models") and request.method == "GET":
             _require_auth(request)
             return _json_response({"object": "list", "data": [
                 {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake-openai"} for m in MODELS]})
         raise ApiError(404, f"Unknown request URL: {request.method} {request.path}.")
+
+    def _more(self, request: Request, endpoint: str) -> Response:
+        """POST /v1/embeddings and /v1/responses (lib.local.fake_openai_endpoints)."""
+        if request.method != "POST":
+            raise ApiError(405, f"Method {request.method} not allowed for {request.path}")
+        try:
+            body = json.loads(request.get_data(as_text=True))
+        except ValueError:
+            body = None
+        with self._lock:
+            self._recorded.append({"method": request.method, "path": request.path, "body": body,
+                                   "headers": {k.lower(): v for k, v in request.headers.items()}})
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+        _require_auth(request)
+        status = _header_int(request, "x-fake-status")
+        if status and status >= 400:
+            raise ApiError(status, f"Injected error (x-fake-status: {status}).")
+        try:
+            if endpoint == "embeddings":
+                return _json_response(more.embeddings(body))
+            answer = more.Response(body)
+        except more.BadInput as err:
+            raise ApiError(400, str(err), param=err.param) from err
+        if isinstance(body, dict) and body.get("stream"):
+            events = answer.events(_header_int(request, "x-fake-disconnect-after"))
+            return Response(events, mimetype="text/event-stream",
+                            headers={"cache-control": "no-cache", "x-request-id": f"req_{uuid.uuid4().hex}"})
+        return _json_response(answer.obj(True))
 
     def _chat_completions(self, request: Request) -> Response:
         raw = request.get_data(as_text=True)

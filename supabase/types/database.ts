@@ -7,14 +7,14 @@ export type Database = {
           Tables: {
             "api_keys": {
                   Row: {
-                    "created_at": string,"created_by": string | null,"description": string | null,"expires_at": string | null,"id": string,"key_hash": string,"last_used_at": string | null,"name": string,"org_id": string,"prefix": string,"project_id": string | null,"revoked_at": string | null,"revoked_by": string | null,"status": string,"tier": string,"unkey_key_id": string | null,"updated_at": string,"usage_count": number
+                    "allowed_ips": (unknown)[] | null,"budget_period_start": string | null,"budget_reserved": number,"budget_spent": number,"created_at": string,"created_by": string | null,"credit_limit": number | null,"credit_limit_period": string,"description": string | null,"expires_at": string | null,"id": string,"key_hash": string,"last_used_at": string | null,"models": (string)[] | null,"name": string,"org_id": string,"prefix": string,"previous_key_expires_at": string | null,"previous_key_hash": string | null,"project_id": string | null,"rate_requests": number,"rate_tokens": number,"rate_window_start": string | null,"revoked_at": string | null,"revoked_by": string | null,"rotated_at": string | null,"rpm": number | null,"status": string,"tier": string,"tpm": number | null,"unkey_key_id": string | null,"updated_at": string,"usage_count": number
                   }
                   ComputedFields: never
                   Insert: {
-                    "created_at"?: string,"created_by"?: string | null,"description"?: string | null,"expires_at"?: string | null,"id"?: string,"key_hash": string,"last_used_at"?: string | null,"name": string,"org_id": string,"prefix": string,"project_id"?: string | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"status"?: string,"tier"?: string,"unkey_key_id"?: string | null,"updated_at"?: string,"usage_count"?: number
+                    "allowed_ips"?: (unknown)[] | null,"budget_period_start"?: string | null,"budget_reserved"?: number,"budget_spent"?: number,"created_at"?: string,"created_by"?: string | null,"credit_limit"?: number | null,"credit_limit_period"?: string,"description"?: string | null,"expires_at"?: string | null,"id"?: string,"key_hash": string,"last_used_at"?: string | null,"models"?: (string)[] | null,"name": string,"org_id": string,"prefix": string,"previous_key_expires_at"?: string | null,"previous_key_hash"?: string | null,"project_id"?: string | null,"rate_requests"?: number,"rate_tokens"?: number,"rate_window_start"?: string | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"rotated_at"?: string | null,"rpm"?: number | null,"status"?: string,"tier"?: string,"tpm"?: number | null,"unkey_key_id"?: string | null,"updated_at"?: string,"usage_count"?: number
                   }
                   Update: {
-                    "created_at"?: string,"created_by"?: string | null,"description"?: string | null,"expires_at"?: string | null,"id"?: string,"key_hash"?: string,"last_used_at"?: string | null,"name"?: string,"org_id"?: string,"prefix"?: string,"project_id"?: string | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"status"?: string,"tier"?: string,"unkey_key_id"?: string | null,"updated_at"?: string,"usage_count"?: number
+                    "allowed_ips"?: (unknown)[] | null,"budget_period_start"?: string | null,"budget_reserved"?: number,"budget_spent"?: number,"created_at"?: string,"created_by"?: string | null,"credit_limit"?: number | null,"credit_limit_period"?: string,"description"?: string | null,"expires_at"?: string | null,"id"?: string,"key_hash"?: string,"last_used_at"?: string | null,"models"?: (string)[] | null,"name"?: string,"org_id"?: string,"prefix"?: string,"previous_key_expires_at"?: string | null,"previous_key_hash"?: string | null,"project_id"?: string | null,"rate_requests"?: number,"rate_tokens"?: number,"rate_window_start"?: string | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"rotated_at"?: string | null,"rpm"?: number | null,"status"?: string,"tier"?: string,"tpm"?: number | null,"unkey_key_id"?: string | null,"updated_at"?: string,"usage_count"?: number
                   }
                   Relationships: [
                     {
@@ -125,17 +125,23 @@ isOneToOne: false
                   ]
                 },"credit_reservations": {
                   Row: {
-                    "amount": number,"charged": number | null,"closed_at": string | null,"created_at": string,"expires_at": string,"lapsed": boolean,"org_id": string,"request_id": string,"status": string
+                    "amount": number,"api_key_id": string | null,"charged": number | null,"closed_at": string | null,"created_at": string,"expires_at": string,"key_tokens": number | null,"lapsed": boolean,"org_id": string,"rate_window_start": string | null,"request_id": string,"status": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "amount": number,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at": string,"lapsed"?: boolean,"org_id": string,"request_id": string,"status"?: string
+                    "amount": number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at": string,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id": string,"rate_window_start"?: string | null,"request_id": string,"status"?: string
                   }
                   Update: {
-                    "amount"?: number,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at"?: string,"lapsed"?: boolean,"org_id"?: string,"request_id"?: string,"status"?: string
+                    "amount"?: number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at"?: string,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id"?: string,"rate_window_start"?: string | null,"request_id"?: string,"status"?: string
                   }
                   Relationships: [
                     {
+      foreignKeyName: "credit_reservations_api_key_id_fkey"
+      columns: ["api_key_id"]
+isOneToOne: false
+      referencedRelation: "api_keys"
+      referencedColumns: ["id"]
+    },{
       foreignKeyName: "credit_reservations_org_id_fkey"
       columns: ["org_id"]
 isOneToOne: false
@@ -399,26 +405,6 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
-                },"stripe_meter_reports": {
-                  Row: {
-                    "answer": Json | null,"attempts": number,"claimed_at": string | null,"created_at": string,"customer_id": string,"error": string | null,"event_name": string,"http_status": number | null,"id": number,"identifier": string,"org_id": string,"reported_at": string | null,"seq": number,"status": string,"subscription_id": string | null,"value": number,"window_end": string,"window_start": string
-                  }
-                  ComputedFields: never
-                  Insert: {
-                    "answer"?: Json | null,"attempts"?: number,"claimed_at"?: string | null,"created_at"?: string,"customer_id": string,"error"?: string | null,"event_name": string,"http_status"?: number | null,"id"?: never,"identifier": string,"org_id": string,"reported_at"?: string | null,"seq"?: number,"status"?: string,"subscription_id"?: string | null,"value": number,"window_end": string,"window_start": string
-                  }
-                  Update: {
-                    "answer"?: Json | null,"attempts"?: number,"claimed_at"?: string | null,"created_at"?: string,"customer_id"?: string,"error"?: string | null,"event_name"?: string,"http_status"?: number | null,"id"?: never,"identifier"?: string,"org_id"?: string,"reported_at"?: string | null,"seq"?: number,"status"?: string,"subscription_id"?: string | null,"value"?: number,"window_end"?: string,"window_start"?: string
-                  }
-                  Relationships: [
-                    {
-      foreignKeyName: "stripe_meter_reports_org_id_fkey"
-      columns: ["org_id"]
-isOneToOne: false
-      referencedRelation: "organizations"
-      referencedColumns: ["id"]
-    }
-                  ]
                 },"stripe_prices": {
                   Row: {
                     "active": boolean,"created_at": string | null,"currency": string,"deleted_at": string | null,"id": string,"last_event_id": string | null,"lookup_key": string | null,"metadata": NonNullable<Json>,"nickname": string | null,"product_id": string,"recurring_interval": string | null,"recurring_interval_count": number | null,"stripe_data": NonNullable<Json>,"synced_at": string,"type": string,"unit_amount": number | null,"updated_at": string
@@ -473,36 +459,36 @@ isOneToOne: false
       referencedColumns: ["id"]
     }
                   ]
-                },"usage_daily": {
+                },"trials": {
                   Row: {
-                    "api_key_id": string | null,"cached_tokens": number,"completion_tokens": number,"cost_usd": number,"credits": number,"day": string,"hour": number,"kind": string,"model": string | null,"org_id": string,"project_id": string | null,"prompt_tokens": number,"reasoning_tokens": number,"requests": number,"status_class": string,"total_tokens": number,"updated_at": string,"user_id": string | null
+                    "cancelled_at": string | null,"converted_at": string | null,"created_at": string,"credits": number,"expired_at": string | null,"expires_at": string,"id": string,"name": string,"org_id": string,"owner_id": string | null,"slug": string,"status": string,"tier": string,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"credits"?: number,"day": string,"hour": number,"kind": string,"model"?: string | null,"org_id": string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"requests"?: number,"status_class": string,"total_tokens"?: number,"updated_at"?: string,"user_id"?: string | null
+                    "cancelled_at"?: string | null,"converted_at"?: string | null,"created_at"?: string,"credits": number,"expired_at"?: string | null,"expires_at": string,"id"?: string,"name": string,"org_id": string,"owner_id"?: string | null,"slug": string,"status"?: string,"tier": string,"updated_at"?: string
                   }
                   Update: {
-                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"credits"?: number,"day"?: string,"hour"?: number,"kind"?: string,"model"?: string | null,"org_id"?: string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"requests"?: number,"status_class"?: string,"total_tokens"?: number,"updated_at"?: string,"user_id"?: string | null
+                    "cancelled_at"?: string | null,"converted_at"?: string | null,"created_at"?: string,"credits"?: number,"expired_at"?: string | null,"expires_at"?: string,"id"?: string,"name"?: string,"org_id"?: string,"owner_id"?: string | null,"slug"?: string,"status"?: string,"tier"?: string,"updated_at"?: string
                   }
                   Relationships: [
                     {
-      foreignKeyName: "usage_daily_org_id_fkey"
+      foreignKeyName: "trials_org_id_fkey"
       columns: ["org_id"]
-isOneToOne: false
+isOneToOne: true
       referencedRelation: "organizations"
       referencedColumns: ["id"]
     }
                   ]
                 },"usage_events": {
                   Row: {
-                    "api_key_id": string | null,"cached_tokens": number,"completion_tokens": number,"cost_usd": number,"created_at": string,"credits": number,"estimated": boolean,"id": string,"kind": string,"latency_ms": number | null,"meeting_id": string | null,"metadata": NonNullable<Json>,"model": string | null,"org_id": string,"project_id": string | null,"prompt_tokens": number,"reasoning_tokens": number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream": boolean,"total_tokens": number,"txid": unknown,"upstream_id": string | null,"user_id": string | null
+                    "api_key_id": string | null,"cached_tokens": number,"completion_tokens": number,"cost_usd": number,"created_at": string,"credits": number,"estimated": boolean,"id": string,"kind": string,"latency_ms": number | null,"meeting_id": string | null,"metadata": NonNullable<Json>,"model": string | null,"org_id": string,"project_id": string | null,"prompt_tokens": number,"reasoning_tokens": number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream": boolean,"total_tokens": number,"upstream_id": string | null,"user_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id": string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"txid"?: unknown,"upstream_id"?: string | null,"user_id"?: string | null
+                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id": string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"upstream_id"?: string | null,"user_id"?: string | null
                   }
                   Update: {
-                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id"?: string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id"?: string,"status"?: Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"txid"?: unknown,"upstream_id"?: string | null,"user_id"?: string | null
+                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id"?: string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id"?: string,"status"?: Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"upstream_id"?: string | null,"user_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -560,17 +546,25 @@ isOneToOne: true
             "accept_invitation":
 { Args: { "token": string }; Returns: string
                            },
+"api_key_budgets":
+{ Args: { "org_id": string }; Returns: {
+              "api_key_id": string,"credit_limit": number,"credit_limit_period": string,"name": string,"period_start": string,"remaining": number,"reserved": number,"resets_at": string,"spent": number
+            }[]
+                           },
 "begin_chat_request":
-{ Args: { "choices"?: number,"completion_tokens_limit"?: number,"key_hash"?: string,"model": string,"org_id"?: string,"prompt_tokens_bound": number,"request_id": string,"ttl_seconds"?: number,"user_id"?: string }; Returns: Json
+{ Args: { "choices"?: number,"client_ip"?: unknown,"completion_tokens_limit"?: number,"key_hash"?: string,"kind"?: string,"model": string,"org_id"?: string,"prompt_tokens_bound": number,"request_id": string,"ttl_seconds"?: number,"user_id"?: string }; Returns: Json
                            },
 "cancel_meeting":
 { Args: { "meeting_id": string,"user_id": string }; Returns: Json
+                           },
+"cancel_trial":
+{ Args: { "trial_id": string }; Returns: Json
                            },
 "chat_meeting_check":
 { Args: { "key_hash"?: string,"meeting_id": string,"org_id"?: string,"user_id"?: string }; Returns: Json
                            },
 "create_api_key":
-{ Args: { "description"?: string,"expires_at"?: string,"name": string,"org_id": string,"project_id"?: string }; Returns: Json
+{ Args: { "allowed_ips"?: (unknown)[],"credit_limit"?: number,"credit_limit_period"?: string,"description"?: string,"expires_at"?: string,"models"?: (string)[],"name": string,"org_id": string,"project_id"?: string,"rpm"?: number,"tpm"?: number }; Returns: Json
                            },
 "create_meeting":
 { Args: { "daily_room": Json,"enable_recording"?: boolean,"enable_transcription"?: boolean,"expires_at"?: string,"max_participants"?: number,"metadata"?: Json,"org_id": string,"privacy"?: string,"room_name": string,"scheduled_for"?: string,"user_id": string }; Returns: Json
@@ -601,8 +595,14 @@ isOneToOne: true
 "delete_organization":
 { Args: { "org_id": string }; Returns: undefined
                            },
+"discard_api_key":
+{ Args: { "key_id": string }; Returns: Json
+                           },
 "ensure_usage_partitions":
 { Args: { "months_ahead"?: number }; Returns: Json
+                           },
+"expire_trials":
+{ Args: Record<PropertyKey, never>; Returns: Json
                            },
 "finish_chat_request":
 { Args: { "api_key_id"?: string,"cached_tokens"?: number,"completion_tokens"?: number,"endpoint": string,"error"?: string,"estimated"?: boolean,"http_status": number,"latency_ms"?: number,"meeting_id"?: string,"method"?: string,"model": string,"org_id": string,"project_id"?: string,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"status": string,"stream"?: boolean,"upstream_id"?: string,"user_id"?: string }; Returns: Json
@@ -674,8 +674,17 @@ isOneToOne: true
 "rooms_to_rotate":
 { Args: { "batch"?: number,"key_id": string }; Returns: Json
                            },
+"rotate_api_key":
+{ Args: { "grace_seconds"?: number,"key_id": string }; Returns: Json
+                           },
+"set_unkey_key_id":
+{ Args: { "key_id": string,"unkey_key_id": string }; Returns: Json
+                           },
 "settle_credits":
 { Args: { "charge": number,"request_id": string }; Returns: Json
+                           },
+"start_trial":
+{ Args: { "name": string,"slug": string,"tier"?: string }; Returns: Json
                            },
 "stripe_apply_event":
 { Args: { "api_version"?: string,"created": number,"data"?: Json,"event_id": string,"event_type": string,"fetched"?: boolean,"kind"?: string,"livemode"?: boolean,"object"?: Json }; Returns: Json
@@ -688,6 +697,15 @@ isOneToOne: true
                            },
 "stripe_sync_objects":
 { Args: { "kind": string,"objects": Json }; Returns: Json
+                           },
+"unkey_key_state":
+{ Args: { "key_id": string }; Returns: Json
+                           },
+"unkey_sync_plan":
+{ Args: Record<PropertyKey, never>; Returns: Json
+                           },
+"update_api_key":
+{ Args: { "allowed_ips"?: (unknown)[],"credit_limit"?: number,"credit_limit_period"?: string,"description"?: string,"expires_at"?: string,"key_id": string,"models"?: (string)[],"name"?: string,"rpm"?: number,"tpm"?: number }; Returns: Json
                            },
 "update_member_role":
 { Args: { "org_id": string,"role": Database["public"]['Enums']["member_role"],"user_id": string }; Returns: {
@@ -702,34 +720,7 @@ isOneToOne: true
         to: "organization_members"
         isOneToOne: true
         isSetofReturn: false
-      } },
-"usage_for_key":
-{ Args: { "key_hash": string }; Returns: Json
-                           },
-"usage_lifecycle":
-{ Args: { "at"?: string,"stale_after_seconds"?: number }; Returns: Json
-                           },
-"usage_meter_claim":
-{ Args: { "at"?: string,"lookback_days"?: number,"max_age_days"?: number }; Returns: Json
-                           },
-"usage_meter_record":
-{ Args: { "answer"?: Json,"error"?: string,"http_status"?: number,"identifier": string,"outcome": string }; Returns: Json
-                           },
-"usage_requests_for_user":
-{ Args: { "api_key_id"?: string,"before_at"?: string,"before_id"?: string,"model"?: string,"org_id": string,"page_size"?: number,"since"?: string,"status"?: string,"until"?: string,"user_id": string }; Returns: Json
-                           },
-"usage_rollup":
-{ Args: { "wait"?: boolean }; Returns: Json
-                           },
-"usage_rollup_rebuild":
-{ Args: { "from_day": string,"to_day": string }; Returns: Json
-                           },
-"usage_summary":
-{ Args: { "days"?: number,"group_by"?: string,"org_id": string,"tz"?: string }; Returns: Json
-                           },
-"usage_summary_for_user":
-{ Args: { "days"?: number,"group_by"?: string,"org_id": string,"tz"?: string,"user_id": string }; Returns: Json
-                           }
+      } }
           }
           Enums: {
             "billing_status": "active"|"inactive"|"canceled"|"past_due","credit_entry_kind": "grant"|"reservation"|"settlement"|"release"|"expiry"|"adjustment"|"late_settlement","credit_grant_kind": "plan"|"purchase"|"trial"|"adjustment","daily_event_status": "processed"|"ignored"|"failed","meeting_status": "scheduled"|"in_progress"|"ended"|"cancelled","member_role": "member"|"admin"|"owner","participant_role": "host"|"guest"|"bot","stripe_event_status": "processed"|"ignored"|"failed","subscription_status": "incomplete"|"incomplete_expired"|"trialing"|"active"|"past_due"|"canceled"|"unpaid"|"paused","usage_status": "succeeded"|"upstream_error"|"upstream_timeout"|"upstream_unreachable"|"upstream_interrupted"|"client_disconnected","user_role": "user"|"premium"|"admin"|"banned"

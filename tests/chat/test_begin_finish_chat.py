@@ -63,7 +63,8 @@ def test_key_auth_reserves_for_the_keys_org(conn, cast, key):
     hold = expected_hold(conn, "gpt-4o-mini", 1000, 100)
     assert result == {"org_id": str(cast.team), "api_key_id": key["id"], "project_id": None,
                       "user_id": str(cast.owner.id), "plan_id": "free", "model": "gpt-4o-mini", "reserved": hold,
-                      "remaining": 1000 - hold, "completion_tokens_limit": 100, "limit_capped": False}, \
+                      "remaining": 1000 - hold, "completion_tokens_limit": 100, "limit_capped": False,
+                      "ratelimit": None}, \
         f"the key's org is billed and the key's creator is the user, got {result}"
     r = reservation(conn, "b-key")
     assert (r["org_id"], r["amount"], r["status"]) == (cast.team, hold, "open"), "the hold is an open reservation"

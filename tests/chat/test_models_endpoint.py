@@ -12,7 +12,8 @@ from tests.support.pg import as_user
 from tests.support.secrets import JWT_SECRET
 from tests.support.server import running_server
 
-FREE_MODELS = ["gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o-mini"]
+# the chat models of the free plan, and (issue 12) the embedding models every plan that lists models got
+FREE_MODELS = ["gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o-mini", "text-embedding-3-large", "text-embedding-3-small"]
 
 
 @pytest.fixture

@@ -21,8 +21,19 @@ ALLOWED = {
     "authenticated DELETE table public.invitations",
     "authenticated DELETE table public.projects",
     "authenticated EXECUTE function public.accept_invitation(token text)",
+    # issue 12: keys with controls, changed and rotated by admins; members read budgets
     "authenticated EXECUTE function public.create_api_key(org_id uuid, name text, description text, "
-    "project_id uuid, expires_at timestamp with time zone)",
+    "project_id uuid, expires_at timestamp with time zone, models text[], credit_limit bigint, "
+    "credit_limit_period text, rpm integer, tpm integer, allowed_ips cidr[])",
+    "authenticated EXECUTE function public.update_api_key(key_id uuid, name text, description text, "
+    "expires_at timestamp with time zone, models text[], credit_limit bigint, credit_limit_period text, "
+    "rpm integer, tpm integer, allowed_ips cidr[])",
+    "authenticated EXECUTE function public.rotate_api_key(key_id uuid, grace_seconds integer)",
+    "authenticated EXECUTE function public.api_key_budgets(org_id uuid)",
+    # issue 12: trials, started and cancelled by people, read by the owner and members (RLS)
+    "authenticated EXECUTE function public.start_trial(name text, slug text, tier text)",
+    "authenticated EXECUTE function public.cancel_trial(trial_id uuid)",
+    "authenticated SELECT table public.trials",
     "authenticated EXECUTE function public.create_organization(name text, slug text)",
     "authenticated EXECUTE function public.delete_organization(org_id uuid)",
     "authenticated EXECUTE function public.invite_member(org_id uuid, email text, role member_role)",
@@ -32,8 +43,10 @@ ALLOWED = {
     "authenticated EXECUTE function public.revoke_api_key(id uuid)",
     "authenticated EXECUTE function public.update_member_role(org_id uuid, user_id uuid, role member_role)",
     "authenticated INSERT columns public.projects(description, name, org_id)",
-    "authenticated SELECT columns public.api_keys(created_at, created_by, description, expires_at, id, "
-    "last_used_at, name, org_id, prefix, project_id, revoked_at, revoked_by, status, tier, unkey_key_id, "
+    "authenticated SELECT columns public.api_keys(allowed_ips, budget_period_start, budget_reserved, "
+    "budget_spent, created_at, created_by, credit_limit, credit_limit_period, description, expires_at, id, "
+    "last_used_at, models, name, org_id, prefix, previous_key_expires_at, project_id, rate_requests, "
+    "rate_tokens, rate_window_start, revoked_at, revoked_by, rotated_at, rpm, status, tier, tpm, unkey_key_id, "
     "updated_at, usage_count)",
     "authenticated SELECT columns public.invitations(accepted_at, accepted_by, created_at, email, "
     "expires_at, id, invited_by, org_id, role, voided_at)",
