@@ -405,6 +405,26 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"stripe_meter_reports": {
+                  Row: {
+                    "answer": Json | null,"attempts": number,"claimed_at": string | null,"created_at": string,"customer_id": string,"error": string | null,"event_name": string,"http_status": number | null,"id": number,"identifier": string,"org_id": string,"reported_at": string | null,"seq": number,"status": string,"subscription_id": string | null,"value": number,"window_end": string,"window_start": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "answer"?: Json | null,"attempts"?: number,"claimed_at"?: string | null,"created_at"?: string,"customer_id": string,"error"?: string | null,"event_name": string,"http_status"?: number | null,"id"?: never,"identifier": string,"org_id": string,"reported_at"?: string | null,"seq"?: number,"status"?: string,"subscription_id"?: string | null,"value": number,"window_end": string,"window_start": string
+                  }
+                  Update: {
+                    "answer"?: Json | null,"attempts"?: number,"claimed_at"?: string | null,"created_at"?: string,"customer_id"?: string,"error"?: string | null,"event_name"?: string,"http_status"?: number | null,"id"?: never,"identifier"?: string,"org_id"?: string,"reported_at"?: string | null,"seq"?: number,"status"?: string,"subscription_id"?: string | null,"value"?: number,"window_end"?: string,"window_start"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "stripe_meter_reports_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"stripe_prices": {
                   Row: {
                     "active": boolean,"created_at": string | null,"currency": string,"deleted_at": string | null,"id": string,"last_event_id": string | null,"lookup_key": string | null,"metadata": NonNullable<Json>,"nickname": string | null,"product_id": string,"recurring_interval": string | null,"recurring_interval_count": number | null,"stripe_data": NonNullable<Json>,"synced_at": string,"type": string,"unit_amount": number | null,"updated_at": string
@@ -479,16 +499,36 @@ isOneToOne: true
       referencedColumns: ["id"]
     }
                   ]
-                },"usage_events": {
+                },"usage_daily": {
                   Row: {
-                    "api_key_id": string | null,"cached_tokens": number,"completion_tokens": number,"cost_usd": number,"created_at": string,"credits": number,"estimated": boolean,"id": string,"kind": string,"latency_ms": number | null,"meeting_id": string | null,"metadata": NonNullable<Json>,"model": string | null,"org_id": string,"project_id": string | null,"prompt_tokens": number,"reasoning_tokens": number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream": boolean,"total_tokens": number,"upstream_id": string | null,"user_id": string | null
+                    "api_key_id": string | null,"cached_tokens": number,"completion_tokens": number,"cost_usd": number,"credits": number,"day": string,"hour": number,"kind": string,"model": string | null,"org_id": string,"project_id": string | null,"prompt_tokens": number,"reasoning_tokens": number,"requests": number,"status_class": string,"total_tokens": number,"updated_at": string,"user_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id": string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"upstream_id"?: string | null,"user_id"?: string | null
+                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"credits"?: number,"day": string,"hour": number,"kind": string,"model"?: string | null,"org_id": string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"requests"?: number,"status_class": string,"total_tokens"?: number,"updated_at"?: string,"user_id"?: string | null
                   }
                   Update: {
-                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id"?: string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id"?: string,"status"?: Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"upstream_id"?: string | null,"user_id"?: string | null
+                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"credits"?: number,"day"?: string,"hour"?: number,"kind"?: string,"model"?: string | null,"org_id"?: string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"requests"?: number,"status_class"?: string,"total_tokens"?: number,"updated_at"?: string,"user_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "usage_daily_org_id_fkey"
+      columns: ["org_id"]
+isOneToOne: false
+      referencedRelation: "organizations"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"usage_events": {
+                  Row: {
+                    "api_key_id": string | null,"cached_tokens": number,"completion_tokens": number,"cost_usd": number,"created_at": string,"credits": number,"estimated": boolean,"id": string,"kind": string,"latency_ms": number | null,"meeting_id": string | null,"metadata": NonNullable<Json>,"model": string | null,"org_id": string,"project_id": string | null,"prompt_tokens": number,"reasoning_tokens": number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream": boolean,"total_tokens": number,"txid": unknown,"upstream_id": string | null,"user_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id": string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"status": Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"txid"?: unknown,"upstream_id"?: string | null,"user_id"?: string | null
+                  }
+                  Update: {
+                    "api_key_id"?: string | null,"cached_tokens"?: number,"completion_tokens"?: number,"cost_usd"?: number,"created_at"?: string,"credits"?: number,"estimated"?: boolean,"id"?: string,"kind"?: string,"latency_ms"?: number | null,"meeting_id"?: string | null,"metadata"?: NonNullable<Json>,"model"?: string | null,"org_id"?: string,"project_id"?: string | null,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id"?: string,"status"?: Database["public"]['Enums']["usage_status"],"stream"?: boolean,"total_tokens"?: number,"txid"?: unknown,"upstream_id"?: string | null,"user_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -720,7 +760,34 @@ isOneToOne: true
         to: "organization_members"
         isOneToOne: true
         isSetofReturn: false
-      } }
+      } },
+"usage_for_key":
+{ Args: { "key_hash": string }; Returns: Json
+                           },
+"usage_lifecycle":
+{ Args: { "at"?: string,"stale_after_seconds"?: number }; Returns: Json
+                           },
+"usage_meter_claim":
+{ Args: { "at"?: string,"lookback_days"?: number,"max_age_days"?: number }; Returns: Json
+                           },
+"usage_meter_record":
+{ Args: { "answer"?: Json,"error"?: string,"http_status"?: number,"identifier": string,"outcome": string }; Returns: Json
+                           },
+"usage_requests_for_user":
+{ Args: { "api_key_id"?: string,"before_at"?: string,"before_id"?: string,"model"?: string,"org_id": string,"page_size"?: number,"since"?: string,"status"?: string,"until"?: string,"user_id": string }; Returns: Json
+                           },
+"usage_rollup":
+{ Args: { "wait"?: boolean }; Returns: Json
+                           },
+"usage_rollup_rebuild":
+{ Args: { "from_day": string,"to_day": string }; Returns: Json
+                           },
+"usage_summary":
+{ Args: { "days"?: number,"group_by"?: string,"org_id": string,"tz"?: string }; Returns: Json
+                           },
+"usage_summary_for_user":
+{ Args: { "days"?: number,"group_by"?: string,"org_id": string,"tz"?: string,"user_id": string }; Returns: Json
+                           }
           }
           Enums: {
             "billing_status": "active"|"inactive"|"canceled"|"past_due","credit_entry_kind": "grant"|"reservation"|"settlement"|"release"|"expiry"|"adjustment"|"late_settlement","credit_grant_kind": "plan"|"purchase"|"trial"|"adjustment","daily_event_status": "processed"|"ignored"|"failed","meeting_status": "scheduled"|"in_progress"|"ended"|"cancelled","member_role": "member"|"admin"|"owner","participant_role": "host"|"guest"|"bot","stripe_event_status": "processed"|"ignored"|"failed","subscription_status": "incomplete"|"incomplete_expired"|"trialing"|"active"|"past_due"|"canceled"|"unpaid"|"paused","usage_status": "succeeded"|"upstream_error"|"upstream_timeout"|"upstream_unreachable"|"upstream_interrupted"|"client_disconnected","user_role": "user"|"premium"|"admin"|"banned"
