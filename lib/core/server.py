@@ -189,7 +189,10 @@ def uvicorn_config(app: Any, host: str, port: int, **kw: Any) -> Any:
 
     return uvicorn.Config(app, host=host, port=port, http=JsonErrorsProtocol, loop="auto", lifespan="on",
                           log_level="warning", access_log=False, timeout_keep_alive=30,
-                          h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES, **kw)
+                          h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+                          # the client address is the socket's: X-Forwarded-For is believed only
+                          # from TRUSTED_PROXY_CIDRS (lib.chat.client_ip), never by uvicorn itself
+                          proxy_headers=False, **kw)
 
 
 class ThreadedServer:
