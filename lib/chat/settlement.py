@@ -142,6 +142,9 @@ class Drainer:
         while True:
             try:
                 _, _, left = self.outbox.drain(self.db(), on_settled=self.leases.discard)
+            except TollboothError as exc:  # no database (yet, or any more): a line, not a traceback
+                log.warning("outbox: cannot drain now: %s", exc.message)
+                left = 1
             except Exception:  # never let the drainer die
                 log.exception("outbox: drain failed")
                 left = 1
