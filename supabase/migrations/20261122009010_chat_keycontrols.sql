@@ -1,6 +1,9 @@
 /**
  * Chat, part 3: begin_chat_request enforces the per-key controls (issue 12) in its one
- * round trip, starting from the chat_settlement migration's body and keeping all of it.
+ * round trip. This is its one current body (it replaces the chat migration's): it also
+ * holds the ban rules (issue 11: a key works only while its creator and at least one
+ * owner of its organization are active) and the max_tokens check (issue 8: a limit above
+ * the model's maximum is 400, not 402).
  *
  * Order: the key (401 unknown/revoked/expired/rotated past grace, its creator or every
  * owner shut out), the organization's gate (private.org_gate: trials), the client's
