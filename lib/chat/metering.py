@@ -309,6 +309,8 @@ def finish_args(m: Metered, *, status: UsageStatus, http_status: int, usage: Usa
         "upstream_id": upstream_id,
         "latency_ms": int((time.perf_counter() - m.started) * 1000),
         "error": error,
+        # what begin held: a reservation a database crash took is still charged
+        "reserved": m.grant.reserved,
     }
 
 

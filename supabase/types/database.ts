@@ -125,14 +125,14 @@ isOneToOne: false
                   ]
                 },"credit_reservations": {
                   Row: {
-                    "amount": number,"api_key_id": string | null,"charged": number | null,"closed_at": string | null,"created_at": string,"expires_at": string,"key_tokens": number | null,"lapsed": boolean,"org_id": string,"rate_window_start": string | null,"request_id": string,"status": string
+                    "amount": number,"api_key_id": string | null,"charged": number | null,"closed_at": string | null,"created_at": string,"expires_at": string,"key_tokens": number | null,"lapsed": boolean,"org_id": string,"rate_window_start": string | null,"request_id": string,"status": string,"used_tokens": number | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "amount": number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at": string,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id": string,"rate_window_start"?: string | null,"request_id": string,"status"?: string
+                    "amount": number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at": string,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id": string,"rate_window_start"?: string | null,"request_id": string,"status"?: string,"used_tokens"?: number | null
                   }
                   Update: {
-                    "amount"?: number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at"?: string,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id"?: string,"rate_window_start"?: string | null,"request_id"?: string,"status"?: string
+                    "amount"?: number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at"?: string,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id"?: string,"rate_window_start"?: string | null,"request_id"?: string,"status"?: string,"used_tokens"?: number | null
                   }
                   Relationships: [
                     {
@@ -645,7 +645,7 @@ isOneToOne: true
 { Args: Record<PropertyKey, never>; Returns: Json
                            },
 "finish_chat_request":
-{ Args: { "api_key_id"?: string,"cached_tokens"?: number,"completion_tokens"?: number,"endpoint": string,"error"?: string,"estimated"?: boolean,"http_status": number,"latency_ms"?: number,"meeting_id"?: string,"method"?: string,"model": string,"org_id": string,"project_id"?: string,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"status": string,"stream"?: boolean,"upstream_id"?: string,"user_id"?: string }; Returns: Json
+{ Args: { "api_key_id"?: string,"cached_tokens"?: number,"completion_tokens"?: number,"endpoint": string,"error"?: string,"estimated"?: boolean,"http_status": number,"latency_ms"?: number,"meeting_id"?: string,"method"?: string,"model": string,"org_id": string,"project_id"?: string,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"reserved"?: number,"status": string,"stream"?: boolean,"upstream_id"?: string,"user_id"?: string }; Returns: Json
                            },
 "grant_credits":
 { Args: { "amount": number,"description"?: string,"expires_at"?: string,"external_id"?: string,"kind": Database["public"]['Enums']["credit_grant_kind"],"org_id": string }; Returns: Json
