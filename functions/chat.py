@@ -16,6 +16,7 @@ from starlette.responses import Response
 from lib.chat.metering import ChatBody, authenticate, begin
 from lib.chat.proxy import proxy
 from lib.chat.replay import call_async
+from lib.chat.token_bounds import prompt_token_bound
 from lib.chat.upstream import close_async_clients
 from lib.core.asgi import async_endpoint, make_asgi_app, on_shutdown, parse_json_object, reply_response, require_method
 from lib.core.config import get_settings
@@ -38,7 +39,8 @@ async def chat(request: Request) -> Response:
     metered = await call_async(begin, db, caller, body, raw, request_id=request_id_var.get() or "",
                                endpoint=request.url.path, headers=request.headers, started=started,
                                lease_seconds=settings.reservation_lease_seconds,
-                               peer=peer, trusted_proxies=settings.trusted_proxy_cidrs)
+                               peer=peer, trusted_proxies=settings.trusted_proxy_cidrs,
+                               prompt_bound=prompt_token_bound(raw))  # once, not once per replay
     reply = await proxy(db, settings, metered, request.headers.get("user-agent"))
     reply.headers.update(metered.grant.ratelimit or {})  # a key's rpm/tpm window, as OpenAI reports it
     return reply_response(reply)
