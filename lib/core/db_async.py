@@ -1,16 +1,17 @@
 """The database for async handlers: the same `rpc(fn, args)` contract as lib.core.db,
 awaited.
 
-`AsyncPsycopgDatabase` runs on psycopg's `AsyncConnectionPool` with the rules of the
-sync pool: connections are checked before they are handed out (one round trip, only
-when the connection sat idle long enough that a Postgres restart may have killed it),
-a call that met a dead connection is retried once on a checked one (and every
-connection idle since is checked before its next use), every call runs under
-the pooled `statement_timeout`, and every failure maps through the one SQLSTATE table
-(lib.core.errors) to the same `TollboothError`s (503 with `retry-after` when the
-database is away). A pool belongs to one event loop: `get_async_database()` keeps one
-per running loop. When the process-wide database is not psycopg (PostgREST, or a test's
-fault-injecting wrapper set with `set_database`), its sync `rpc` runs in a thread.
+`AsyncPsycopgDatabase` runs on a lean pool of autocommit connections (`ConnectionPool`
+below) with the rules of the sync pool: connections are checked before they are handed
+out (one round trip, only when the connection sat idle long enough that a Postgres
+restart may have killed it), a call that met a dead connection is retried once on a
+checked one (and every connection idle since is checked before its next use), every
+call runs under the pooled `statement_timeout`, and every failure maps through the one
+SQLSTATE table (lib.core.errors) to the same `TollboothError`s (503 with `retry-after`
+when the database is away). A pool belongs to one event loop: `get_async_database()`
+keeps one per running loop. When the process-wide database is not psycopg (PostgREST,
+or a test's fault-injecting wrapper set with `set_database`), its sync `rpc` runs in a
+thread.
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import asyncio
 import json
 import time
 import weakref
+from collections import deque
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from lib.core import db as sync_db
 from lib.core.config import get_settings
@@ -30,6 +32,8 @@ from lib.core.errors import ServiceUnavailable
 
 # a connection idle longer than this is pinged before use (a restart in between killed it)
 CHECK_IDLE_SECONDS = 1.0
+
+AsyncConn = psycopg.AsyncConnection[Any]
 
 
 class AsyncDatabase(Protocol):
@@ -44,74 +48,156 @@ def rpc_sql(fn: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return f"select public.{sync_db._check_name(fn)}({named})", params
 
 
+class ConnectionPool:
+    """At most `max_size` autocommit connections of one event loop: the most recently
+    used idle one first (its statements are prepared and its buffers warm), a new one
+    while under the limit, else the first to come back, within `timeout` (then 503).
+    A connection comes back only idle and healthy; any other is closed and its slot
+    freed. Why not psycopg_pool: its checkout and return (locks, callbacks, statistics,
+    a maintenance task) cost about twice the round trip itself on the proxy's hot path,
+    and nothing it adds (minimum size, background reconnection) is needed here: a
+    connection is made when a call needs one, and a database that is away answers 503."""
+
+    def __init__(self, dsn: str, *, max_size: int, timeout: float, statement_timeout_ms: int):
+        self.dsn, self.max_size, self.timeout = dsn, max(max_size, 1), timeout
+        self.statement_timeout_ms = statement_timeout_ms
+        self._idle: list[tuple[AsyncConn, float]] = []
+        self._size = 0
+        self._waiters: deque[asyncio.Future[AsyncConn | None]] = deque()
+        self._closed = False
+        self._closing: set[asyncio.Future[None]] = set()
+        self.suspect_since = 0.0  # connections idle since this moment are checked before use
+
+    async def get(self) -> AsyncConn:
+        if self._closed:
+            raise ServiceUnavailable("database pool closed")
+        while self._idle:
+            conn, last = self._idle.pop()
+            if conn.closed:
+                self._size -= 1
+                continue
+            if last <= self.suspect_since or time.monotonic() - last > CHECK_IDLE_SECONDS:
+                try:
+                    await conn.execute("")
+                except psycopg.Error:
+                    await self._discard(conn)
+                    continue
+            return conn
+        if self._size < self.max_size:
+            return await self._connect()
+        waiter: asyncio.Future[AsyncConn | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.timeout):
+                handed = await waiter
+        except (TimeoutError, asyncio.CancelledError):
+            if waiter.done() and not waiter.cancelled() and (given := waiter.result()) is not None:
+                self.put(given)  # handed over just as we gave up: pass it on
+            elif waiter.done() and not waiter.cancelled():
+                self._wake()  # a freed slot we will not use
+            else:
+                waiter.cancel()
+            raise
+        return handed if handed is not None else await self.get()
+
+    async def _connect(self) -> AsyncConn:
+        self._size += 1
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True,
+                                                         connect_timeout=int(max(self.timeout, 1)))
+            set_json_loads(sync_db._json_loads, conn)
+            if self.statement_timeout_ms > 0:
+                await conn.execute(f"set statement_timeout = {int(self.statement_timeout_ms)}")
+        except BaseException:
+            self._size -= 1
+            self._wake()
+            raise
+        return conn
+
+    def put(self, conn: AsyncConn) -> None:
+        """Back to the pool (healthy and idle), else closed and its slot freed."""
+        if self._closed or conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+            self._size -= 1
+            if not conn.closed:
+                closing = asyncio.ensure_future(conn.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            self._wake()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append((conn, time.monotonic()))
+
+    async def _discard(self, conn: AsyncConn) -> None:
+        self._size -= 1
+        try:
+            await conn.close()
+        finally:
+            self._wake()
+
+    def _wake(self) -> None:
+        """A slot is free: the first live waiter makes a connection of its own."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            self._size -= 1
+            await conn.close()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.cancel()
+        self._waiters.clear()
+
+
 class AsyncPsycopgDatabase:
     def __init__(self, dsn: str, *, pool_size: int = 8, connect_timeout: float = 5.0,
                  statement_timeout_ms: int = 15000):
         self.dsn = dsn
         self.statement_timeout_ms = statement_timeout_ms
-        self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            dsn, min_size=1, max_size=max(pool_size, 1), open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True, "connect_timeout": int(max(connect_timeout, 1))},
-            configure=self._configure, check=self._check, reset=self._returned, name="tollbooth-async",
-            reconnect_timeout=60,
-        )
-        self._suspect_since = 0.0
-        self._opened = False
-        self._open_lock = asyncio.Lock()
-
-    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        set_json_loads(sync_db._json_loads, conn)
-        if self.statement_timeout_ms > 0:
-            await conn.execute(f"set statement_timeout = {int(self.statement_timeout_ms)}")
-        self._last_used[conn] = time.monotonic()
-
-    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Checked before it is handed out when it sat idle, or when a sibling was found
-        dead since it was last used (a restart kills them all); fresh use needs no ping."""
-        last = self._last_used.get(conn, 0.0)
-        if last <= self._suspect_since or time.monotonic() - last > CHECK_IDLE_SECONDS:
-            await conn.execute("")
-
-    async def _returned(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self._last_used[conn] = time.monotonic()
-
-    async def _open(self) -> None:
-        if not self._opened:
-            async with self._open_lock:
-                if not self._opened:
-                    await self.pool.open(wait=False)
-                    self._opened = True
+        self.pool = ConnectionPool(dsn, max_size=pool_size, timeout=connect_timeout,
+                                   statement_timeout_ms=statement_timeout_ms)
 
     async def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any:
         sql, params = rpc_sql(fn, args or {})
-        await self._open()
         for attempt in (1, 2):
             try:
-                async with self.pool.connection() as conn:
-                    cur = await conn.execute(sql, params)
-                    row = await cur.fetchone()
-                return row[0] if row else None
-            except PoolTimeout as exc:  # pool exhausted or database unreachable: no second wait
+                conn = await self.pool.get()
+            except TimeoutError as exc:  # every connection busy, or none could be made in time
                 raise ServiceUnavailable("database unreachable") from exc
+            except psycopg.Error as exc:  # could not connect: the database is away
+                raise ServiceUnavailable("database unreachable") from exc
+            try:
+                cur = await conn.execute(sql, params)
+                row = await cur.fetchone()
             except psycopg.Error as exc:
+                self.pool.put(conn)  # closed and its slot freed unless it is idle and healthy
                 if attempt == 1 and sync_db.connection_lost(exc):
                     # the connection died under us: every one idle since is suspect (checked
                     # before use), and the call runs once more on a checked one
-                    self._suspect_since = time.monotonic()
+                    self.pool.suspect_since = time.monotonic()
                     continue
                 raise sync_db.map_psycopg_error(exc) from exc
-            except TimeoutError as exc:
-                raise ServiceUnavailable("database unreachable") from exc
+            except BaseException:
+                self.pool.put(conn)
+                raise
+            self.pool.put(conn)
+            return row[0] if row else None
         raise ServiceUnavailable("database unreachable")  # pragma: no cover
 
     async def ping(self) -> None:
         await self.rpc("health_check", {})
 
     async def close(self) -> None:
-        if self._opened:
-            self._opened = False
-            await self.pool.close()
+        await self.pool.close()
 
 
 class ThreadedAsyncDatabase:
