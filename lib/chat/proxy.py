@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, NoReturn
 
 import httpx
 
+from lib.chat import http1
 from lib.chat.metering import Metered, Usage, UsageStatus, estimated_usage
 from lib.chat.settlement import runtime, settle_async
 from lib.chat.sse import StreamMeter, async_sse_events
@@ -43,7 +44,7 @@ def upstream_body(m: Metered) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _headers(m: Metered, remaining: int, upstream_s: float, extra: httpx.Headers | None = None) -> dict[str, str]:
+def _headers(m: Metered, remaining: int, upstream_s: float, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     total = time.perf_counter() - m.started
     headers = {
         "x-request-id": m.request_id,
@@ -70,7 +71,7 @@ async def proxy(db: AsyncDatabase, settings: Settings, m: Metered, user_agent: s
     req = chat_request(client, settings.require("openai_api_key"), upstream_body(m), extra_headers=extra)
     sent = time.perf_counter()
     try:
-        resp = await client.send(req, stream=True)
+        resp = await client.send(req)
     except httpx.TimeoutException as exc:
         await _fail(db, settings, m, UpstreamTimeout("the model provider did not answer in time"),
                     "upstream_timeout", repr(exc))
@@ -85,7 +86,7 @@ async def proxy(db: AsyncDatabase, settings: Settings, m: Metered, user_agent: s
     return await _relay_json(db, settings, m, resp, sent)
 
 
-async def _relay_error(db: AsyncDatabase, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
+async def _relay_error(db: AsyncDatabase, settings: Settings, m: Metered, resp: http1.Response, sent: float) -> Reply:
     try:
         content = await resp.aread()
     except httpx.HTTPError:
@@ -102,7 +103,7 @@ async def _relay_error(db: AsyncDatabase, settings: Settings, m: Metered, resp: 
     return Reply(resp.status_code, _headers(m, remaining, upstream_s, resp.headers), content)
 
 
-async def _relay_json(db: AsyncDatabase, settings: Settings, m: Metered, resp: httpx.Response, sent: float) -> Reply:
+async def _relay_json(db: AsyncDatabase, settings: Settings, m: Metered, resp: http1.Response, sent: float) -> Reply:
     try:
         content = await resp.aread()
     except httpx.TimeoutException as exc:
@@ -139,7 +140,7 @@ def _content_tokens_guess(payload: Any) -> int:
     return -(-len(text.encode("utf-8")) // 4)
 
 
-def _relay_stream(db: AsyncDatabase, settings: Settings, m: Metered, resp: httpx.Response) -> Reply:
+def _relay_stream(db: AsyncDatabase, settings: Settings, m: Metered, resp: http1.Response) -> Reply:
     wants_usage = bool((m.body.get("stream_options") or {}).get("include_usage"))
     meter = StreamMeter(wants_usage)
     headers = _headers(m, m.grant.remaining, 0.0, resp.headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
 
 import httpx
 
@@ -78,7 +79,13 @@ def sse_events(resp: httpx.Response) -> Iterator[bytes]:
     yield from splitter.rest()
 
 
-async def async_sse_events(resp: httpx.Response) -> AsyncIterator[bytes]:
+class RawBody(Protocol):
+    """A response body read as it arrives (lib.chat.http1.Response, httpx.Response)."""
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+
+async def async_sse_events(resp: RawBody) -> AsyncIterator[bytes]:
     splitter = SseSplitter()
     async for piece in resp.aiter_raw():
         for event in splitter.feed(piece):

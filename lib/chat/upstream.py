@@ -1,5 +1,6 @@
 """The OpenAI-compatible upstream: one pooled, keep-alive HTTP client per base URL
-(sync), and per base URL and event loop (async)."""
+(sync, httpx: embeddings and responses), and per base URL and event loop (async, the
+lean HTTP/1.1 client of lib.chat.http1: chat completions)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +9,11 @@ from functools import lru_cache
 
 import httpx
 
+from lib.chat.http1 import Http1Client, Request
 from lib.core.config import Settings
 
-_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=30)
+IDLE_CONNECTIONS, IDLE_EXPIRY_S = 50, 30.0  # kept alive per client
+_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=IDLE_CONNECTIONS, keepalive_expiry=IDLE_EXPIRY_S)
 
 
 @lru_cache(maxsize=8)
@@ -25,18 +28,18 @@ def upstream_client(settings: Settings) -> httpx.Client:
 
 
 _ClientKey = tuple[str, float, float]
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, httpx.AsyncClient]] = (
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_ClientKey, Http1Client]] = (
     weakref.WeakKeyDictionary())
 
 
-def async_upstream_client(settings: Settings) -> httpx.AsyncClient:
+def async_upstream_client(settings: Settings) -> Http1Client:
     """This event loop's client for the configured upstream (a client belongs to one loop)."""
     key = (settings.openai_base_url, settings.upstream_timeout_seconds, settings.upstream_connect_timeout_seconds)
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(key)
     if client is None:
-        client = clients[key] = httpx.AsyncClient(
-            base_url=key[0].rstrip("/") + "/", timeout=httpx.Timeout(key[1], connect=key[2]), limits=_LIMITS)
+        client = clients[key] = Http1Client(key[0], timeout=key[1], connect_timeout=key[2],
+                                            max_idle=IDLE_CONNECTIONS, idle_expiry=IDLE_EXPIRY_S)
     return client
 
 
@@ -46,7 +49,6 @@ async def close_async_clients() -> None:
         await client.aclose()
 
 
-def chat_request(client: httpx.Client | httpx.AsyncClient, api_key: str, body: bytes, *,
-                 extra_headers: dict[str, str]) -> httpx.Request:
+def chat_request(client: Http1Client, api_key: str, body: bytes, *, extra_headers: dict[str, str]) -> Request:
     headers = {"authorization": f"Bearer {api_key}", "content-type": "application/json", **extra_headers}
     return client.build_request("POST", "chat/completions", content=body, headers=headers)

@@ -46,6 +46,19 @@ def test_upstream_5xx_is_502_and_released(stack):
     stack.assert_ledger_consistent(org)
 
 
+def test_upstream_cutting_the_connection_unanswered_is_502_and_released(stack):
+    org, key, before = _setup(stack)
+    assert stack.post(token=key, json=chat_body(max_tokens=4)).status_code == 200  # a pooled connection now
+    stack.upstream.default_headers = {"x-fake-disconnect-after": "0"}  # cut before any answer, retry included
+    r = stack.post(token=key, json=chat_body(max_tokens=4))
+    assert r.status_code == 502 and r.json()["error"]["type"] == "upstream_error"
+    assert [row["status"] for row in stack.usage(org)] == ["succeeded", "upstream_unreachable"]
+    stack.upstream.default_headers = {}
+    assert stack.post(token=key, json=chat_body(max_tokens=4)).status_code == 200, "the next request is fine"
+    assert stack.balance(org) == before - sum(row["credits"] for row in stack.usage(org))
+    stack.assert_ledger_consistent(org)
+
+
 def test_upstream_timeout_is_504_and_released(stack):
     org, key, before = _setup(stack)
     stack.upstream.default_headers = {"x-fake-delay-ms": "3000"}  # proxy timeout is 2 s
