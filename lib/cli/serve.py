@@ -7,16 +7,14 @@ import argparse
 import os
 from typing import Any
 
-from starlette.applications import Starlette
-
 from functions import mounts
 from lib.cli.common import use_local_database_unless_configured
 from lib.core import log
-from lib.core.server import create_asgi_app, serve_asgi
+from lib.core.server import ExactPaths, create_asgi_app, serve_asgi
 from lib.local.stack import LOCAL_JWT_SECRET
 
 
-def asgi_app() -> Starlette:
+def asgi_app() -> ExactPaths:
     """Each worker's app (uvicorn calls this factory in every worker process)."""
     log.configure(os.environ.get("LOG_LEVEL", "INFO"))
     return create_asgi_app(mounts(), wsgi_threads=int(os.environ.get("TOLLBOOTH_WSGI_THREADS", "16")))
