@@ -520,7 +520,7 @@ begin
     cost := private.usage_cost_usd(price, finish_chat_request.prompt_tokens,
                                    coalesce(finish_chat_request.completion_tokens, 0),
                                    coalesce(finish_chat_request.cached_tokens, 0));
-    credits := ceil(cost * private.setting('credits_per_usd')::numeric * price.credit_multiplier)::bigint;
+    credits := private.usd_to_credits(cost, price.credit_multiplier);
   end if;
 
   if reserved is not null and not exists (select 1 from public.credit_reservations r
