@@ -33,6 +33,7 @@ from lib.core.log import get_logger
 
 log = get_logger("chat.settlement")
 FINISH = "finish_chat_request"
+FLUSH = "flush_metering"
 
 
 class Outbox:
@@ -264,14 +265,18 @@ def settle(db: Database, settings: Settings, m: Metered, *, status: UsageStatus,
 async def settle_async(db: AsyncDatabase, settings: Settings, m: Metered, *, status: UsageStatus,
                        http_status: int, usage: Usage | None, estimated: bool = False,
                        upstream_id: str | None = None, error: str | None = None) -> Settlement | None:
-    """`settle` for async handlers: the same call, retries, outbox and leases, awaited."""
+    """`settle` for async handlers: the same call, retries, outbox and leases, awaited.
+    On a connection that pipelines, the settlement commits without holding its
+    organization's account row through the WAL flush, and flush_metering, sent right
+    behind it, returns once it is durable (see migration chat_flush)."""
     leases = runtime(settings)[2]
     args = finish_args(m, status=status, http_status=http_status, usage=usage, estimated=estimated,
                        upstream_id=upstream_id, error=error)
+    calls = [(FINISH, {**args, "flush_follows": True}), (FLUSH, {})] if db.pipelined else [(FINISH, args)]
     delays = _retry_delays(settings)
     while True:
         try:
-            result = Settlement.from_sql(await db.rpc(FINISH, args))
+            result = Settlement.from_sql((await db.rpc_pipeline(calls))[0])
         except ServiceUnavailable as exc:
             delay = next(delays, None)
             if delay is None:

@@ -37,7 +37,12 @@ AsyncConn = psycopg.AsyncConnection[Any]
 
 
 class AsyncDatabase(Protocol):
+    # whether rpc_pipeline sends its calls in one round trip (else one after another)
+    pipelined: bool
+
     async def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any: ...
+
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]: ...
 
     async def close(self) -> None: ...
 
@@ -46,6 +51,34 @@ def rpc_sql(fn: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     named = ", ".join(f"{sync_db._check_name(k)} := %({k})s" for k in args)
     params = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in args.items()}
     return f"select public.{sync_db._check_name(fn)}({named})", params
+
+
+
+async def _run_one(conn: AsyncConn, query: tuple[str, dict[str, Any]]) -> list[Any]:
+    cur = await conn.execute(*query)
+    row = await cur.fetchone()
+    return [row[0] if row else None]
+
+
+async def _run_pipeline(conn: AsyncConn, queries: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    rows: list[Any] = []
+    first_error: psycopg.Error | None = None
+    async with conn.pipeline() as pipeline:
+        cursors = []
+        for sql, params in queries:
+            cursors.append(cur := conn.cursor())
+            await cur.execute(sql, params)
+            await pipeline.sync()  # the end of this call's transaction
+        for cur in cursors:
+            try:
+                row = await cur.fetchone()
+            except psycopg.Error as exc:
+                first_error = first_error or exc
+                row = None
+            rows.append(row[0] if row else None)
+    if first_error is not None:
+        raise first_error
+    return rows
 
 
 class ConnectionPool:
@@ -166,8 +199,18 @@ class AsyncPsycopgDatabase:
         self.pool = ConnectionPool(dsn, max_size=pool_size, timeout=connect_timeout,
                                    statement_timeout_ms=statement_timeout_ms)
 
+    pipelined = True
+
     async def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any:
-        sql, params = rpc_sql(fn, args or {})
+        return (await self.rpc_pipeline([(fn, args or {})]))[0]
+
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """The calls in order, each its own transaction, sent together in one round trip
+        (several: a psycopg pipeline with a Sync after each). The first error raises,
+        after every call ran. A connection that died under them runs them all once more
+        on a checked one: only for calls that are idempotent (every RPC the proxy sends
+        is, by request id)."""
+        queries = [rpc_sql(fn, args) for fn, args in calls]
         for attempt in (1, 2):
             try:
                 conn = await self.pool.get()
@@ -176,8 +219,7 @@ class AsyncPsycopgDatabase:
             except psycopg.Error as exc:  # could not connect: the database is away
                 raise ServiceUnavailable("database unreachable") from exc
             try:
-                cur = await conn.execute(sql, params)
-                row = await cur.fetchone()
+                rows = await (_run_one(conn, queries[0]) if len(queries) == 1 else _run_pipeline(conn, queries))
             except psycopg.Error as exc:
                 self.pool.put(conn)  # closed and its slot freed unless it is idle and healthy
                 if attempt == 1 and sync_db.connection_lost(exc):
@@ -190,7 +232,7 @@ class AsyncPsycopgDatabase:
                 self.pool.put(conn)
                 raise
             self.pool.put(conn)
-            return row[0] if row else None
+            return rows
         raise ServiceUnavailable("database unreachable")  # pragma: no cover
 
     async def ping(self) -> None:
@@ -203,11 +245,16 @@ class AsyncPsycopgDatabase:
 class ThreadedAsyncDatabase:
     """A sync Database (PostgREST, a test's wrapper) awaited through a worker thread."""
 
+    pipelined = False
+
     def __init__(self, inner: sync_db.Database):
         self.inner = inner
 
     async def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any:
         return await asyncio.to_thread(self.inner.rpc, fn, args)
+
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        return [await self.rpc(fn, args) for fn, args in calls]
 
     async def close(self) -> None:
         return None

@@ -59,14 +59,14 @@ isOneToOne: false
                   ]
                 },"credit_accounts": {
                   Row: {
-                    "balance": number,"org_id": string,"period_end": string | null,"period_start": string | null,"reserved": number,"updated_at": string
+                    "balance": number,"holds_lapse_at": string | null,"org_id": string,"period_end": string | null,"period_start": string | null,"reserved": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "balance"?: number,"org_id": string,"period_end"?: string | null,"period_start"?: string | null,"reserved"?: number,"updated_at"?: string
+                    "balance"?: number,"holds_lapse_at"?: string | null,"org_id": string,"period_end"?: string | null,"period_start"?: string | null,"reserved"?: number,"updated_at"?: string
                   }
                   Update: {
-                    "balance"?: number,"org_id"?: string,"period_end"?: string | null,"period_start"?: string | null,"reserved"?: number,"updated_at"?: string
+                    "balance"?: number,"holds_lapse_at"?: string | null,"org_id"?: string,"period_end"?: string | null,"period_start"?: string | null,"reserved"?: number,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -645,7 +645,10 @@ isOneToOne: true
 { Args: Record<PropertyKey, never>; Returns: Json
                            },
 "finish_chat_request":
-{ Args: { "api_key_id"?: string,"cached_tokens"?: number,"completion_tokens"?: number,"endpoint": string,"error"?: string,"estimated"?: boolean,"http_status": number,"latency_ms"?: number,"meeting_id"?: string,"method"?: string,"model": string,"org_id": string,"project_id"?: string,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"reserved"?: number,"status": string,"stream"?: boolean,"upstream_id"?: string,"user_id"?: string }; Returns: Json
+{ Args: { "api_key_id"?: string,"cached_tokens"?: number,"completion_tokens"?: number,"endpoint": string,"error"?: string,"estimated"?: boolean,"flush_follows"?: boolean,"http_status": number,"latency_ms"?: number,"meeting_id"?: string,"method"?: string,"model": string,"org_id": string,"project_id"?: string,"prompt_tokens"?: number,"reasoning_tokens"?: number,"request_id": string,"reserved"?: number,"status": string,"stream"?: boolean,"upstream_id"?: string,"user_id"?: string }; Returns: Json
+                           },
+"flush_metering":
+{ Args: Record<PropertyKey, never>; Returns: undefined
                            },
 "grant_credits":
 { Args: { "amount": number,"description"?: string,"expires_at"?: string,"external_id"?: string,"kind": Database["public"]['Enums']["credit_grant_kind"],"org_id": string }; Returns: Json

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from lib.core.db_async import AsyncPsycopgDatabase, ConnectionPool
-from lib.core.errors import ServiceUnavailable
+from lib.core.db_async import AsyncPsycopgDatabase, ConnectionPool, _run_pipeline
+from lib.core.errors import ServiceUnavailable, TollboothError
 
 
 def run(coro):
@@ -133,3 +133,40 @@ def test_statement_timeout_applies_to_pooled_connections(fresh_dsn):
         return row[0] if row else None
 
     assert run(go()) == "1234ms"
+
+
+def test_a_pipeline_runs_each_call_in_its_own_transaction_in_one_round_trip(fresh_dsn):
+    async def go():
+        db = AsyncPsycopgDatabase(fresh_dsn, pool_size=2)
+        try:
+            health = await db.rpc_pipeline([("health_check", {}), ("health_check", {}), ("health_check", {})])
+            conn = await db.pool.get()
+            try:
+                xids = await _run_pipeline(conn, [("select pg_current_xact_id()::text", {})] * 2)
+            finally:
+                db.pool.put(conn)
+            return health, xids, db.pool._size
+        finally:
+            await db.close()
+
+    health, xids, size = run(go())
+    assert [h["ok"] for h in health] == [True, True, True], "answers in order"
+    assert xids[0] != xids[1], "a Sync after each call: two transactions"
+    assert size == 1, "one connection carried the whole pipeline"
+
+
+def test_a_failing_call_in_a_pipeline_raises_its_mapped_error_and_leaves_the_connection_usable(fresh_dsn):
+    async def go():
+        db = AsyncPsycopgDatabase(fresh_dsn, pool_size=1)
+        try:
+            with pytest.raises(TollboothError) as caught:
+                await db.rpc_pipeline([("renew_chat_leases", {"request_ids": {"not": "an array"}}),
+                                       ("health_check", {})])
+            after = await db.rpc("health_check", {})
+            return caught.value, after
+        finally:
+            await db.close()
+
+    err, after = run(go())
+    assert err.status == 400, f"the SQLSTATE maps as for one call: {err}"
+    assert after["ok"] is True, "the pooled connection is idle and reused"
