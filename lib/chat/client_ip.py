@@ -11,16 +11,22 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
+from lib.core.errors import InvalidSetting
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @lru_cache(maxsize=16)
 def trusted_networks(setting: str | None) -> tuple[Network, ...]:
-    """The CIDRs of TRUSTED_PROXY_CIDRS; a bad entry is a configuration error (ValueError)."""
+    """The CIDRs of TRUSTED_PROXY_CIDRS; a bad entry is a configuration error: the chat
+    routes answer 503 naming the setting (before anything is reserved), never a 500."""
     if not setting:
         return ()
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in setting.split(",") if part.strip())
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in setting.split(",") if part.strip())
+    except ValueError as exc:
+        raise InvalidSetting("TRUSTED_PROXY_CIDRS", "comma-separated CIDRs such as 10.0.0.0/8, ::1/128") from exc
 
 
 def _address(raw: str | None) -> Address | None:

@@ -103,6 +103,17 @@ class MissingSetting(ServiceUnavailable):
         self.setting = name
 
 
+class InvalidSetting(ServiceUnavailable):
+    """A setting a route needs is set but cannot be read: the same 503 as a missing one."""
+
+    type = "invalid_setting"
+    retry_after_seconds = 0
+
+    def __init__(self, name: str, expected: str):
+        super().__init__(f"this route needs the {name} setting, which is not valid ({expected})")
+        self.setting = name
+
+
 _BY_STATUS: dict[int, type[TollboothError]] = {
     cls.status: cls
     for cls in (BadRequest, Unauthorized, PaymentRequired, Forbidden, NotFound, Conflict, Gone,

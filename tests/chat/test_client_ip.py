@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from lib.chat.client_ip import client_ip
+from lib.core.errors import InvalidSetting
 
 TRUSTED = "10.0.0.0/8, 2001:db8::/32"
 
@@ -30,5 +31,6 @@ def test_client_ip(peer, xff, trusted, want):
 
 
 def test_a_bad_trusted_setting_is_a_configuration_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidSetting) as caught:
         client_ip("10.0.0.1", None, "10.0.0.0/8, not-a-cidr")
+    assert (caught.value.status, caught.value.setting) == (503, "TRUSTED_PROXY_CIDRS")

@@ -35,3 +35,8 @@ def stack(fresh_dsn, upstream, tmp_path):
 @pytest.fixture
 def trusted_stack(fresh_dsn, upstream, tmp_path):
     yield from _stack(fresh_dsn, upstream, tmp_path, TRUSTED_PROXY_CIDRS="127.0.0.0/8, ::1/128")
+
+
+@pytest.fixture
+def misconfigured_stack(fresh_dsn, upstream, tmp_path):
+    yield from _stack(fresh_dsn, upstream, tmp_path, TRUSTED_PROXY_CIDRS="127.0.0.0/8, not-a-cidr")

@@ -146,6 +146,19 @@ def test_ip_allow_list_believes_x_forwarded_for_from_a_trusted_proxy(trusted_sta
     _ip_checks(trusted_stack, forwarded_ok=True)
 
 
+def test_a_malformed_trusted_proxy_setting_is_a_503_naming_it_and_reserves_nothing(misconfigured_stack):
+    stack = misconfigured_stack
+    owner = stack.user("owner")
+    org = stack.team(owner)
+    stack.set_balance(org, 1000)
+    r = post(stack.base, stack.key(owner, org)["key"])
+    assert r.status_code == 503, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_setting" and "TRUSTED_PROXY_CIDRS" in error["message"], error
+    assert stack.balance(org) == 1000 and stack.upstream.requests == [], "nothing reserved, nothing forwarded"
+    stack.assert_ledger_consistent(org)
+
+
 def test_rotation_over_http(stack):
     owner = stack.user("owner")
     org = stack.team(owner)
