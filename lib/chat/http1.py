@@ -13,8 +13,9 @@ CPU per request. This client does only what the chat path needs, in three pieces
   at most `max_idle` idle keep-alive connections, each dropped after `idle_expiry`
   seconds. A connection goes back to the pool only when its response was read to the
   end, the parser says keep-alive and the server did not say `connection: close`.
-  Connections in use are not capped (httpx's pool capped them at 200 and queued the
-  rest): each request in flight holds one.
+  At most `max_connections` are open at once (in use or idle; httpx's pool capped them
+  at 200): a request beyond that waits for one to come back or close, for
+  `connect_timeout` at the most (then httpx.PoolTimeout, a 504 like any timeout).
 - `Response`: status, case-insensitive `Headers`, and the body read whole (`aread`) or
   as it arrives (`aiter_raw`, for SSE); `aclose` closes the connection when the body was
   not read to the end.
@@ -42,7 +43,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -106,6 +107,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False  # closed, or closing: never reused
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
+        self.on_lost: Callable[[], None] | None = None  # the client's count of open connections
         self._reset()
 
     def _reset(self) -> None:
@@ -173,6 +175,9 @@ class _Connection(asyncio.Protocol):
             else:
                 self._error = httpx.RemoteProtocolError("the server closed the connection mid-response")
         self._wake()
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
 
     # httptools callbacks
 
@@ -332,7 +337,8 @@ class Http1Client:
     """Requests to one origin, on the event loop that first uses it."""
 
     def __init__(self, base_url: str, *, timeout: float, connect_timeout: float, max_idle: int = 50,
-                 idle_expiry: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
+                 idle_expiry: float = 30.0, ssl_context: ssl.SSLContext | None = None,
+                 max_connections: int = 256) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -352,6 +358,9 @@ class Http1Client:
             self._ssl = ssl_context
         self._idle: deque[_Connection] = deque()  # most recently used last
         self._closed = False
+        self._max_connections = max(max_connections, 1)
+        self._open = 0  # connections made and not yet lost, in use or idle
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
 
     def build_request(self, method: str, path: str, *, content: bytes = b"",
                       headers: Mapping[str, str] | None = None) -> Request:
@@ -362,15 +371,21 @@ class Http1Client:
     async def send(self, request: Request) -> Response:
         """Send and wait for the status and headers; the body is read from the Response."""
         payload = self._encode(request)
-        conn = self._pooled()
-        if conn is not None:
-            try:
-                return await self._exchange(conn, payload)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                if conn.received:
-                    raise
-                # nothing came back: sent into a connection the server had closed (module docstring)
-        return await self._exchange(await self._connect(), payload)
+        deadline: float | None = None
+        while True:
+            conn = self._pooled()
+            if conn is not None:
+                try:
+                    return await self._exchange(conn, payload)
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    if conn.received:
+                        raise
+                    # nothing came back: sent into a connection the server had closed (module docstring)
+            if self._open < self._max_connections:
+                return await self._exchange(await self._connect(), payload)
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.connect_timeout
+            await self._wait_for_slot(deadline)
 
     def release(self, conn: _Connection) -> None:
         """A connection whose response was read to the end: pooled if it can be reused."""
@@ -384,6 +399,7 @@ class Http1Client:
         while idle and now - idle[0].idle_since > self._idle_expiry:
             idle.popleft().close()
         idle.append(conn)
+        self._slot_freed()
 
     async def aclose(self) -> None:
         """Close the idle connections; those in use close when their response ends."""
@@ -402,16 +418,47 @@ class Http1Client:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
+        self._open += 1
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(loop), self._host, self._port, ssl=self._ssl,
                     server_hostname=self._host if self._ssl is not None else None)
-        except TimeoutError as exc:  # before OSError: TimeoutError is one
-            raise httpx.ConnectTimeout(f"connecting to {self._host_header} timed out") from exc
-        except OSError as exc:
-            raise httpx.ConnectError(f"could not connect to {self._host_header}: {exc}") from exc
+        except BaseException as exc:
+            self._lost()
+            if isinstance(exc, TimeoutError):  # before OSError: TimeoutError is one
+                raise httpx.ConnectTimeout(f"connecting to {self._host_header} timed out") from exc
+            if isinstance(exc, OSError):
+                raise httpx.ConnectError(f"could not connect to {self._host_header}: {exc}") from exc
+            raise
+        conn.on_lost = self._lost
         return conn
+
+    def _lost(self) -> None:
+        self._open -= 1
+        self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        """A connection closed or came back idle: the first caller waiting tries again."""
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _wait_for_slot(self, deadline: float) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException as exc:  # timed out, or the request was cancelled
+            if waiter.done() and not waiter.cancelled():
+                self._slot_freed()  # woken as we gave up: pass it on
+            if isinstance(exc, TimeoutError):
+                raise httpx.PoolTimeout(f"all {self._max_connections} connections to "
+                                        f"{self._host_header} are in use") from exc
+            raise
 
     async def _exchange(self, conn: _Connection, payload: bytes) -> Response:
         conn.start(payload)

@@ -2,8 +2,11 @@
 local server (helpers in tests.support.chat)."""
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
+import uvloop
 
 from lib.local.fake_openai import FakeOpenAI
 from tests.support.chat import Stack
@@ -25,3 +28,14 @@ def stack(fresh_dsn, upstream, tmp_path):
                             UPSTREAM_TIMEOUT_SECONDS="2", DISCONNECT_DRAIN_SECONDS="5",
                             METERING_OUTBOX_DIR=str(tmp_path / "outbox")) as base:
             yield Stack(base, sql, upstream)
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request):
+    """Runs a coroutine on asyncio's event loop, then on uvloop's (`tollbooth serve`'s)."""
+    factory = uvloop.new_event_loop if request.param == "uvloop" else None
+
+    def run(coro):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(asyncio.wait_for(coro, 20))
+    return run

@@ -12,29 +12,7 @@ import pytest
 import uvloop
 
 from lib.chat.http1 import HIGH_WATER, MAX_HEAD_BYTES, Http1Client
-from tests.support.raw_http import RawServer, chunked, echo_forever, response, tls_contexts
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request):
-    factory = uvloop.new_event_loop if request.param == "uvloop" else None
-
-    def run(coro):
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(asyncio.wait_for(coro, 20))
-    return run
-
-
-def client_for(server: RawServer, **kw) -> Http1Client:
-    return Http1Client(server.url, **{"timeout": 2.0, "connect_timeout": 2.0, **kw})
-
-
-async def post(client: Http1Client, body: bytes = b"{}", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    resp = await client.send(client.build_request("POST", "chat/completions", content=body, headers=headers or {}))
-    try:
-        return resp.status_code, await resp.aread()
-    finally:
-        await resp.aclose()
+from tests.support.raw_http import RawServer, chunked, client_for, echo_forever, post, response, tls_contexts
 
 
 def test_sequential_requests_share_one_connection_and_send_one_well_formed_request(run):

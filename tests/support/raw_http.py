@@ -10,6 +10,8 @@ import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from lib.chat.http1 import Http1Client
+
 Handler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -95,3 +97,15 @@ def tls_contexts(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert_path, key_path)
     return server, ssl.create_default_context(cafile=str(cert_path))
+
+
+def client_for(server: RawServer, **kw) -> Http1Client:
+    return Http1Client(server.url, **{"timeout": 2.0, "connect_timeout": 2.0, **kw})
+
+
+async def post(client: Http1Client, body: bytes = b"{}", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    resp = await client.send(client.build_request("POST", "chat/completions", content=body, headers=headers or {}))
+    try:
+        return resp.status_code, await resp.aread()
+    finally:
+        await resp.aclose()
