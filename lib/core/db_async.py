@@ -53,7 +53,6 @@ def rpc_sql(fn: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return f"select public.{sync_db._check_name(fn)}({named})", params
 
 
-
 async def _run_one(conn: AsyncConn, query: tuple[str, dict[str, Any]]) -> list[Any]:
     cur = await conn.execute(*query)
     row = await cur.fetchone()

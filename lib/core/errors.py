@@ -98,20 +98,18 @@ class MissingSetting(ServiceUnavailable):
     type = "missing_setting"
     retry_after_seconds = 0  # a configuration problem: retrying soon will not help
 
-    def __init__(self, name: str):
-        super().__init__(f"this route needs the {name} setting, which is not configured")
+    def __init__(self, name: str, problem: str = "which is not configured"):
+        super().__init__(f"this route needs the {name} setting, {problem}")
         self.setting = name
 
 
-class InvalidSetting(ServiceUnavailable):
+class InvalidSetting(MissingSetting):
     """A setting a route needs is set but cannot be read: the same 503 as a missing one."""
 
     type = "invalid_setting"
-    retry_after_seconds = 0
 
     def __init__(self, name: str, expected: str):
-        super().__init__(f"this route needs the {name} setting, which is not valid ({expected})")
-        self.setting = name
+        super().__init__(name, f"which is not valid ({expected})")
 
 
 _BY_STATUS: dict[int, type[TollboothError]] = {

@@ -65,12 +65,12 @@ class SpyDatabase(AsyncPsycopgDatabase):
         return answers
 
 
-def _metered(sql: psycopg.Connection, org) -> tuple[Metered, Any]:
+def _metered(sql: psycopg.Connection, org) -> Metered:
     owner = scalar(sql, "select personal_owner_id from public.organizations where id = %s", (org,))
     rid = f"fl-{uuid.uuid4()}"
     answer = begin(sql, rid, completion_tokens_limit=50, user_id=owner)
     return Metered(request_id=rid, endpoint="/v1/chat/completions", body={}, grant=Grant.from_sql(answer),
-                   meeting_id=None, stream=False), owner
+                   meeting_id=None, stream=False)
 
 
 def _settle(db: SpyDatabase, m: Metered, tmp_path):
@@ -87,7 +87,7 @@ def _settle(db: SpyDatabase, m: Metered, tmp_path):
 def test_settle_sends_the_settlement_and_its_flush_in_one_round_trip(fresh_dsn, tmp_path):
     with psycopg.connect(fresh_dsn, autocommit=True) as sql:
         org = personal_org(sql, make_user(sql, "flusher"))
-        m, _ = _metered(sql, org)
+        m = _metered(sql, org)
         db = SpyDatabase(fresh_dsn)
         result = _settle(db, m, tmp_path)
         assert result is not None and result.charged > 0 and not result.replayed
@@ -103,7 +103,7 @@ def test_settle_sends_the_settlement_and_its_flush_in_one_round_trip(fresh_dsn, 
 def test_a_flush_lost_after_the_settlement_committed_is_retried_and_charges_once(fresh_dsn, tmp_path):
     with psycopg.connect(fresh_dsn, autocommit=True) as sql:
         org = personal_org(sql, make_user(sql, "flusher"))
-        m, _ = _metered(sql, org)
+        m = _metered(sql, org)
         db = SpyDatabase(fresh_dsn, fail_first=True)
         result = _settle(db, m, tmp_path)
         assert len(db.trips) == 2, "the settlement was sent again"
