@@ -27,6 +27,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 
 from lib.core import db as sync_db
+from lib.core import db_prepared
 from lib.core.config import get_settings
 from lib.core.errors import ServiceUnavailable
 
@@ -205,11 +206,16 @@ class AsyncPsycopgDatabase:
 
     async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
         """The calls in order, each its own transaction, sent together in one round trip
-        (several: a psycopg pipeline with a Sync after each). The first error raises,
+        (prepared statements with a Sync after each: lib.core.db_prepared; psycopg's
+        cursor for arguments only its adapters can send). The first error raises,
         after every call ran. A connection that died under them runs them all once more
         on a checked one: only for calls that are idempotent (every RPC the proxy sends
         is, by request id)."""
-        queries = [rpc_sql(fn, args) for fn, args in calls]
+        try:
+            prepared = [(fn, db_prepared.encode_args(args), tuple(args)) for fn, args in calls]
+        except db_prepared.Unsupported:
+            prepared = None  # an argument only psycopg's adapters can send
+        queries = [rpc_sql(fn, args) for fn, args in calls] if prepared is None else []
         for attempt in (1, 2):
             try:
                 conn = await self.pool.get()
@@ -218,7 +224,10 @@ class AsyncPsycopgDatabase:
             except psycopg.Error as exc:  # could not connect: the database is away
                 raise ServiceUnavailable("database unreachable") from exc
             try:
-                rows = await (_run_one(conn, queries[0]) if len(queries) == 1 else _run_pipeline(conn, queries))
+                if prepared is not None:
+                    rows = await db_prepared.run_calls(conn, prepared)
+                else:
+                    rows = await (_run_one(conn, queries[0]) if len(queries) == 1 else _run_pipeline(conn, queries))
             except psycopg.Error as exc:
                 self.pool.put(conn)  # closed and its slot freed unless it is idle and healthy
                 if attempt == 1 and sync_db.connection_lost(exc):
