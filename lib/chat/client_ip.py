@@ -29,7 +29,9 @@ def trusted_networks(setting: str | None) -> tuple[Network, ...]:
         raise InvalidSetting("TRUSTED_PROXY_CIDRS", "comma-separated CIDRs such as 10.0.0.0/8, ::1/128") from exc
 
 
+@lru_cache(maxsize=1024)
 def _address(raw: str | None) -> Address | None:
+    """The address in a peer or forwarded hop (cached: a keep-alive client's peer repeats)."""
     if not raw:
         return None
     text = raw.strip()

@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
+from functools import cache
 from typing import Any, Literal, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
@@ -91,12 +92,18 @@ class ChatBody(BaseModel):
 T = TypeVar("T")
 
 
+@cache
+def _field_names(cls: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """A dataclass's field names, and those without a default (asked once per class)."""
+    return (frozenset(f.name for f in fields(cls)),
+            frozenset(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING))
+
+
 def _from_sql(cls: type[T], answer: Any, fn: str) -> T:
     """A dataclass from a SQL function's jsonb answer; a missing key is a contract break."""
     if not isinstance(answer, dict):
         raise TollboothError(f"{fn} answered {type(answer).__name__}, not an object")
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}  # type: ignore[arg-type]
+    names, required = _field_names(cls)  # type: ignore[arg-type]
     missing = required - answer.keys()
     if missing:
         raise TollboothError(f"{fn} did not answer {sorted(missing)}")

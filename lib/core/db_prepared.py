@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -41,24 +41,41 @@ class Unsupported(Exception):
     """An argument this module cannot send as text: use psycopg's cursor."""
 
 
+def _str(value: str) -> bytes:
+    if "\x00" in value:
+        raise Unsupported("NUL")  # psycopg's cursor refuses it as it always did (400)
+    return value.encode()
+
+
+def _decimal(value: Decimal) -> bytes:
+    if not value.is_finite():
+        raise Unsupported(value)
+    return str(value).encode()
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _bytea(value: bytes | bytearray | memoryview) -> bytes:
+    return b"\\x" + bytes(value).hex().encode()
+
+
+# the text form of each type the proxy sends (exact types: a subclass is Unsupported)
+_TEXT: dict[type, Callable[[Any], bytes]] = {
+    str: _str, int: lambda v: str(v).encode(), bool: lambda v: b"t" if v else b"f",
+    UUID: lambda v: str(v).encode(), Decimal: _decimal, dict: _json, list: _json,
+    bytes: _bytea, bytearray: _bytea, memoryview: _bytea,
+}
+
+
 def _text(value: object) -> Param:
     if value is None:
         return None
-    if value is True or value is False:
-        return b"t" if value else b"f"
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise Unsupported("NUL")  # psycopg's cursor refuses it as it always did (400)
-        return value.encode()
-    if isinstance(value, int | UUID | Decimal):
-        if isinstance(value, Decimal) and not value.is_finite():
-            raise Unsupported(value)
-        return str(value).encode()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return b"\\x" + bytes(value).hex().encode()
-    if isinstance(value, dict | list):
-        return json.dumps(value).encode()
-    raise Unsupported(type(value).__name__)
+    encode = _TEXT.get(type(value))
+    if encode is None:
+        raise Unsupported(type(value).__name__)
+    return encode(value)
 
 
 def encode_args(args: Mapping[str, Any]) -> list[Param]:
