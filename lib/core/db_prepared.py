@@ -16,6 +16,10 @@ psycopg loaders (its Transformer, so its JSON loader too) and errors are built b
 `encode_args` raises `Unsupported` for a value it has no text form for (floats, dates and
 anything else the proxy never sends) and for a string with a NUL: the caller then takes
 psycopg's cursor path, which sends the first and refuses the second as it always did.
+
+Named prepared statements live in the server session, as those psycopg's cursor already
+made on its own after five runs of a query did: the connection must be direct or through
+a pooler in session mode (or one that tracks prepared statements).
 """
 from __future__ import annotations
 
@@ -44,7 +48,10 @@ class Unsupported(Exception):
 def _str(value: str) -> bytes:
     if "\x00" in value:
         raise Unsupported("NUL")  # psycopg's cursor refuses it as it always did (400)
-    return value.encode()
+    try:
+        return value.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate: whatever psycopg's cursor does with it
+        raise Unsupported("surrogate") from exc
 
 
 def _decimal(value: Decimal) -> bytes:

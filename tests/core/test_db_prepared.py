@@ -93,6 +93,10 @@ def test_each_statement_is_prepared_once_per_connection(fresh_dsn):
 
 
 def test_a_nul_in_a_string_is_400_and_sends_nothing(fresh_dsn):
+    for refused in ("1\x00", "lone \ud800"):
+        with pytest.raises(db_prepared.Unsupported):
+            db_prepared.encode_args({"n": refused})
+
     async def go():
         db = AsyncPsycopgDatabase(fresh_dsn, pool_size=1)
         try:
