@@ -16,6 +16,7 @@ from starlette.responses import Response
 from lib.chat.metering import ChatBody, authenticate, begin
 from lib.chat.proxy import proxy
 from lib.chat.replay import call_async
+from lib.chat.settlement import close_journals
 from lib.chat.token_bounds import prompt_token_bound
 from lib.chat.upstream import close_async_clients
 from lib.core.asgi import async_endpoint, make_asgi_app, on_shutdown, parse_json_object, reply_response, require_method
@@ -47,5 +48,6 @@ async def chat(request: Request) -> Response:
 
 
 functions_framework.aio.http(chat)  # registers it: `functions-framework --target chat --asgi`
+on_shutdown(close_journals)
 on_shutdown(close_async_clients)
 app = make_asgi_app(chat)

@@ -9,6 +9,10 @@ next start of the process, or `tollbooth chat drain-outbox`, replays what is lef
 `finish_chat_request` is idempotent by request id, so a replay never charges twice, and
 a reservation released meanwhile because its lease lapsed is still charged (late).
 
+With the settlement journal on (lib.chat.journal, the default for the async proxy), a
+settlement is journaled before it is sent and made durable with the others of its
+interval, instead of waiting for a WAL flush of its own.
+
 `Leases` renews the reservations of this process's live requests in one round trip
 every third of a lease, so a request that lives for ten minutes keeps its hold while
 one whose process died stops holding credits within a lease.
@@ -24,10 +28,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lib.chat.journal import Journal, drain_orphans
 from lib.chat.metering import Metered, Settlement, Usage, UsageStatus, finish_args
 from lib.core.config import Settings
 from lib.core.db import Database, get_database
-from lib.core.db_async import AsyncDatabase
+from lib.core.db_async import AsyncDatabase, get_async_database
 from lib.core.errors import ServiceUnavailable, TollboothError
 from lib.core.log import get_logger
 
@@ -124,6 +129,7 @@ class Drainer:
 
     def __init__(self, outbox: Outbox, db: Callable[[], Database], leases: Leases):
         self.outbox, self.db, self.leases = outbox, db, leases
+        self.journal_dir = outbox.dir / "journal"  # segments a dead process left
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -143,6 +149,8 @@ class Drainer:
         while True:
             try:
                 _, _, left = self.outbox.drain(self.db(), on_settled=self.leases.discard)
+                if not left:
+                    drain_orphans(self.journal_dir, self.db(), on_settled=self.leases.discard)
             except TollboothError as exc:  # no database (yet, or any more): a line, not a traceback
                 log.warning("outbox: cannot drain now: %s", exc.message)
                 left = 1
@@ -215,9 +223,32 @@ def runtime(settings: Settings) -> tuple[Outbox, Drainer, Leases]:
             outbox = Outbox(key[0])
             drainer = Drainer(outbox, get_database, leases)
             _runtime[key] = (outbox, drainer, leases)
-            if outbox.pending():
+            if outbox.pending() or any(drainer.journal_dir.glob("*.jsonl")):
                 drainer.wake()
         return _runtime[key]
+
+
+_journals: dict[tuple[str, int], Journal] = {}
+
+
+def journal(settings: Settings) -> Journal | None:
+    """This process's settlement journal for these settings; None when it is off."""
+    if settings.metering_journal_ms <= 0:
+        return None
+    key = (os.path.abspath(settings.metering_outbox_dir), settings.metering_journal_ms)
+    with _runtime_lock:
+        found = _journals.get(key)
+        if found is None:
+            found = _journals[key] = Journal(Path(key[0]) / "journal", key[1])
+        return found
+
+
+async def close_journals() -> None:
+    """Shutdown: confirm what this loop's journals hold (the rest waits for the next start)."""
+    loop = asyncio.get_running_loop()
+    for j in list(_journals.values()):
+        if j.runs_in(loop):
+            await j.close(get_async_database())
 
 
 def _retry_delays(settings: Settings) -> Iterator[float]:
@@ -267,12 +298,29 @@ async def settle_async(db: AsyncDatabase, settings: Settings, m: Metered, *, sta
                        upstream_id: str | None = None, error: str | None = None) -> Settlement | None:
     """`settle` for async handlers: the same call, retries, outbox and leases, awaited.
     On a connection that pipelines, the settlement commits without holding its
-    organization's account row through the WAL flush, and flush_metering, sent right
-    behind it, returns once it is durable (see migration chat_flush)."""
+    organization's account row through the WAL flush; it is journaled first and made
+    durable with the rest of its interval (lib.chat.journal), or, with the journal off,
+    flush_metering sent right behind it returns once it is durable (migration chat_flush)."""
     leases = runtime(settings)[2]
     args = finish_args(m, status=status, http_status=http_status, usage=usage, estimated=estimated,
                        upstream_id=upstream_id, error=error)
-    calls = [(FINISH, {**args, "flush_follows": True}), (FLUSH, {})] if db.pipelined else [(FINISH, args)]
+    book = journal(settings) if db.pipelined else None
+    segment = book.record(db, m.request_id, args) if book is not None else None
+    if segment is not None:
+        calls = [(FINISH, {**args, "flush_follows": True})]
+    elif db.pipelined:
+        calls = [(FINISH, {**args, "flush_follows": True}), (FLUSH, {})]
+    else:
+        calls = [(FINISH, args)]
+    try:
+        return await _settle_calls(db, settings, m, args, calls, leases)
+    finally:
+        if segment is not None:
+            Journal.returned(segment)
+
+
+async def _settle_calls(db: AsyncDatabase, settings: Settings, m: Metered, args: dict[str, Any],
+                        calls: list[tuple[str, dict[str, Any]]], leases: Leases) -> Settlement | None:
     delays = _retry_delays(settings)
     while True:
         try:
@@ -289,5 +337,10 @@ async def settle_async(db: AsyncDatabase, settings: Settings, m: Metered, *, sta
 
 
 def drain_outbox(settings: Settings, db: Database) -> tuple[int, int, int]:
-    """Replay the outbox once (`tollbooth chat drain-outbox`): (settled, failed, pending)."""
-    return Outbox(settings.metering_outbox_dir).drain(db)
+    """Replay the outbox once (`tollbooth chat drain-outbox`), then the journal segments
+    of processes that are gone: (settled, failed, pending)."""
+    outbox = Outbox(settings.metering_outbox_dir)
+    settled, failed, pending = outbox.drain(db)
+    if not pending:
+        settled += drain_orphans(outbox.dir / "journal", db)[1]
+    return settled, failed, pending

@@ -175,7 +175,7 @@ def on_shutdown(hook: Callable[[], Awaitable[None]]) -> None:
 async def run_shutdown_hooks() -> None:
     from lib.core.db_async import close_async_database
 
-    for hook in [close_async_database, *_shutdown_hooks]:
+    for hook in [*_shutdown_hooks, close_async_database]:  # hooks may still use the database
         try:
             await hook()
         except Exception:

@@ -49,6 +49,10 @@ class Settings(BaseModel):
     # and where the outbox lives (one fsynced file per unsettled request)
     settle_inline_seconds: float = 2.0
     metering_outbox_dir: str = ".tollbooth/outbox"
+    # the async proxy's settlement journal (lib.chat.journal): settlements are journaled
+    # and made durable together every this many ms; 0 = a WAL flush per settlement
+    # (the default on Vercel, whose instances keep no files)
+    metering_journal_ms: int = 50
     log_level: str = "INFO"
     # API keys (issue 12): peers in these CIDRs (comma-separated) are proxies whose
     # X-Forwarded-For names the client; Unkey-managed keys when both Unkey settings are set
@@ -61,6 +65,8 @@ class Settings(BaseModel):
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         values = {name: env[name.upper()] for name in cls.model_fields if env.get(name.upper())}
+        if env.get("VERCEL") and "metering_journal_ms" not in values:
+            values["metering_journal_ms"] = "0"
         return cls.model_validate(values)
 
     def require(self, name: str) -> str:

@@ -603,6 +603,9 @@ isOneToOne: true
 "chat_meeting_check":
 { Args: { "key_hash"?: string,"meeting_id": string,"org_id"?: string,"user_id"?: string }; Returns: Json
                            },
+"confirm_settlements":
+{ Args: { "request_ids": Json }; Returns: Json
+                           },
 "create_api_key":
 { Args: { "allowed_ips"?: (unknown)[],"credit_limit"?: number,"credit_limit_period"?: string,"description"?: string,"expires_at"?: string,"models"?: (string)[],"name": string,"org_id": string,"project_id"?: string,"rpm"?: number,"tpm"?: number }; Returns: Json
                            },

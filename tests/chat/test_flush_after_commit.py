@@ -77,7 +77,7 @@ def _settle(db: SpyDatabase, m: Metered, tmp_path):
     async def go():
         try:
             return await settle_async(db, Settings(metering_outbox_dir=str(tmp_path / "outbox"),
-                                                   settle_inline_seconds=5), m,
+                                                   settle_inline_seconds=5, metering_journal_ms=0), m,
                                       status="succeeded", http_status=200, usage=Usage(1000, 200))
         finally:
             await db.close()
