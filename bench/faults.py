@@ -1,7 +1,9 @@
 """The money path under the faults tests cannot make deterministic, end to end through
 `tollbooth serve` on a bench-owned embedded Postgres: Postgres restarted (`pg_ctl
-restart -m fast`) and crashed (`-m immediate`) while streams are in flight, and the
-server killed (`kill -9`) mid-stream. Prints, for each fault: requests, outcomes,
+restart -m fast`) and crashed (`-m immediate`) while streams are in flight, crashed
+under a steady load of short JSON calls (settlements committed just before the crash
+were not flushed yet: the settlement journal replays them), and the server killed
+(`kill -9`) mid-stream. Prints, for each fault: requests, outcomes,
 completed vs charged, and the ledger invariants (balance = ledger sum, never negative,
 charged at most once, no hold left open).
 
@@ -50,12 +52,13 @@ def pg_ctl(data_dir: Path, *args: str) -> None:
 
 
 class Server:
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], log: Path | None = None):
         self.env, self.port = env, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        err = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen([sys.executable, "-m", "lib.cli", "serve", "--port", str(self.port),
                                       "--workers", "2"], cwd=ROOT, env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -103,6 +106,69 @@ def stream_calls(base: str, key: str, n: int) -> tuple[list[threading.Thread], l
     for t in threads:
         t.start()
     return threads, results
+
+
+def json_calls(base: str, key: str, stop: threading.Event, concurrency: int = 4
+               ) -> tuple[list[threading.Thread], list[dict[str, Any]]]:
+    """Short JSON calls back to back on `concurrency` keep-alive connections until `stop`."""
+    results: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def loop(i: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                out: dict[str, Any] = {"rid": None, "outcome": "error", "done": False}
+                try:
+                    r = client.post(f"{base}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                                    json={"model": "gpt-4o-mini", "max_tokens": 16,
+                                          "messages": [{"role": "user", "content": f"crash run {i}"}]})
+                    out.update(rid=r.headers.get("x-request-id"), outcome=str(r.status_code), done=r.status_code == 200)
+                except httpx.HTTPError as exc:
+                    out["outcome"] = type(exc).__name__
+                with lock:
+                    results.append(out)
+
+    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+def run_crash_under_load(dsn: str, env: dict[str, str], key: str, data_dir: Path, log: Path,
+                         wide: bool = False) -> tuple[str, ...]:
+    """`pg_ctl restart -m immediate` during a steady JSON load: every answered call charged
+    once. `wide` holds commits unflushed for longer (the journal confirms every second,
+    the WAL writer wakes every 10 s), so that the crash surely takes some settlements."""
+    if wide:
+        env = {**env, "METERING_JOURNAL_MS": "1000"}
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"alter system set wal_writer_delay = '{'10s' if wide else '200ms'}'")
+        c.execute("select pg_reload_conf()")
+    log.write_bytes(b"")
+    server = Server({**env, "LOG_LEVEL": "WARNING"}, log=log)
+    stop = threading.Event()
+    try:
+        threads, results = json_calls(server.base, key, stop)
+        time.sleep(1.5)
+        started = time.monotonic()
+        pg_ctl(data_dir, "-m", "immediate", "restart")
+        back = time.monotonic() - started
+        time.sleep(1.5)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        completed = [r["rid"] for r in results if r["done"]]
+        wait_settled(dsn, completed, timeout=60)
+        charged, inv = invariants(dsn, completed)
+        replayed = log.read_text(errors="replace").count("replayed the settlement")
+        outcomes = ", ".join(f"{n}x {o}" for o, n in collections.Counter(r["outcome"] for r in results).most_common())
+        name = "restart -m immediate, JSON c4" + (", wide window" if wide else "")
+        return (name, str(len(results)), outcomes,
+                f"{charged}/{len(completed)} completed charged", f"{inv}; {replayed} replayed from the journal; "
+                f"Postgres back after {back:.1f} s")
+    finally:
+        stop.set()
+        server.stop()
 
 
 def scalar(c: psycopg.Connection, sql: str, params: tuple[Any, ...]) -> Any:
@@ -200,11 +266,13 @@ def main() -> int:
             ("pg_ctl restart -m immediate, mid-stream", restart("immediate")),
             ("kill -9 of tollbooth serve, mid-stream", kill),
         )]
+        rows[2:2] = [run_crash_under_load(dsn, env, key, data_dir, tmp / "serve.log", wide=wide)
+                     for wide in (False, True)]
         fake.stop()
-        print(f"{'fault':<42}| {'req':>4} | {'outcomes':<28} | {'charged vs completed':<44} | invariants")
-        print("-" * 170)
+        print(f"{'fault':<42}| {'req':>5} | {'outcomes':<36} | {'charged vs completed':<44} | invariants")
+        print("-" * 180)
         for name, n, outcomes, charged, inv in rows:
-            print(f"{name:<42}| {n:>4} | {outcomes:<28} | {charged:<44} | {inv}")
+            print(f"{name:<42}| {n:>5} | {outcomes:<36} | {charged:<44} | {inv}")
     finally:
         embedded.stop(data_dir)
     return 0
