@@ -125,14 +125,14 @@ isOneToOne: false
                   ]
                 },"credit_reservations": {
                   Row: {
-                    "amount": number,"api_key_id": string | null,"charged": number | null,"closed_at": string | null,"created_at": string,"expires_at": string,"key_tokens": number | null,"lapsed": boolean,"org_id": string,"rate_window_start": string | null,"request_id": string,"status": string,"used_tokens": number | null
+                    "amount": number,"api_key_id": string | null,"charged": number | null,"closed_at": string | null,"created_at": string,"expires_at": string,"key_budgeted": boolean,"key_tokens": number | null,"lapsed": boolean,"org_id": string,"rate_window_start": string | null,"request_id": string,"status": string,"used_tokens": number | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "amount": number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at": string,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id": string,"rate_window_start"?: string | null,"request_id": string,"status"?: string,"used_tokens"?: number | null
+                    "amount": number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at": string,"key_budgeted"?: boolean,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id": string,"rate_window_start"?: string | null,"request_id": string,"status"?: string,"used_tokens"?: number | null
                   }
                   Update: {
-                    "amount"?: number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at"?: string,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id"?: string,"rate_window_start"?: string | null,"request_id"?: string,"status"?: string,"used_tokens"?: number | null
+                    "amount"?: number,"api_key_id"?: string | null,"charged"?: number | null,"closed_at"?: string | null,"created_at"?: string,"expires_at"?: string,"key_budgeted"?: boolean,"key_tokens"?: number | null,"lapsed"?: boolean,"org_id"?: string,"rate_window_start"?: string | null,"request_id"?: string,"status"?: string,"used_tokens"?: number | null
                   }
                   Relationships: [
                     {

@@ -92,3 +92,28 @@ def test_a_keys_unused_tokens_go_back_to_its_window_as_the_call_closes(conn, cas
     assert (row["rate_tokens"], row["budget_reserved"], row["budget_spent"]) == (320, 0, done["charged"]), \
         f"the window keeps what was used, the budget what was charged: {row}"
     assert reservation(conn, "tpm-1")["used_tokens"] == 320
+
+
+def test_closing_a_call_of_a_key_without_limits_writes_nothing_to_the_key(conn, cast):
+    """Migration chat_key_close: no budget, no token window: the key's row is left alone."""
+    k = create_key(conn, cast.owner, cast.team, name="plain key")
+    begin(conn, "plain-1", prompt_tokens_bound=100, completion_tokens_limit=20, key=k["key"])
+    assert reservation(conn, "plain-1")["key_budgeted"] is False
+    before = one(conn, "select xmin::text as v, * from public.api_keys where id = %s", (k["id"],))
+    finish(conn, "plain-1", cast.team, prompt_tokens=50, completion_tokens=10, api_key_id=k["id"])
+    after = one(conn, "select xmin::text as v, * from public.api_keys where id = %s", (k["id"],))
+    assert after == before, "no write of the key's row"
+    assert_consistent(conn, cast.team)
+
+
+def test_a_limit_set_while_a_call_runs_counts_its_charge_but_not_its_hold(conn, cast):
+    """The hold never joined budget_reserved (no limit when it began): it does not leave it;
+    what the call charged counts against the limit set meanwhile."""
+    k = create_key(conn, cast.owner, cast.team, name="late limit")
+    begin(conn, "late-1", prompt_tokens_bound=100, completion_tokens_limit=20, key=k["key"])
+    conn.execute("update public.api_keys set credit_limit = 100000, budget_reserved = 7 where id = %s", (k["id"],))
+    done = finish(conn, "late-1", cast.team, prompt_tokens=50, completion_tokens=10, api_key_id=k["id"])
+    row = key_row(conn, k["id"])
+    assert row["budget_reserved"] == 7, "another hold's share stays"
+    assert row["budget_spent"] == done["charged"] > 0
+    assert_consistent(conn, cast.team)
