@@ -95,7 +95,7 @@ def test_a_keys_unused_tokens_go_back_to_its_window_as_the_call_closes(conn, cas
 
 
 def test_closing_a_call_of_a_key_without_limits_writes_nothing_to_the_key(conn, cast):
-    """Migration chat_key_close: no budget, no token window: the key's row is left alone."""
+    """Migration chat_keyclose: no budget, no token window: the key's row is left alone."""
     k = create_key(conn, cast.owner, cast.team, name="plain key")
     begin(conn, "plain-1", prompt_tokens_bound=100, completion_tokens_limit=20, key=k["key"])
     assert reservation(conn, "plain-1")["key_budgeted"] is False
