@@ -175,14 +175,18 @@ class Journal:
             log.warning("journal: %d segment(s) left for the next start: %s", len(self._closed), exc.message)
 
 
+def _failed_for_good(args: dict[str, Any], exc: TollboothError) -> None:
+    log.error("journal: replaying the settlement of %s failed for good (%s): %s",
+              args.get("request_id"), exc.message, json.dumps(args, default=str))
+
+
 async def _replay_async(db: AsyncDatabase, args: dict[str, Any]) -> None:
     try:
         await db.rpc(FINISH, args)
     except ServiceUnavailable:
         raise
     except TollboothError as exc:
-        log.error("journal: replaying the settlement of %s failed for good (%s): %s",
-                  args.get("request_id"), exc.message, json.dumps(args, default=str))
+        _failed_for_good(args, exc)
         return
     log.warning("journal: replayed the settlement of %s (Postgres lost it before its flush)", args.get("request_id"))
 
@@ -207,15 +211,15 @@ def _orphaned(path: Path, now: float, older_than_s: float) -> bool:
     pid = int(owner) if owner.isdigit() else 0
     if pid == os.getpid():
         return False  # this process confirms its own
-    if now - path.stat().st_mtime >= older_than_s:
-        return True
+    if pid <= 0 or now - path.stat().st_mtime >= older_than_s:
+        return True  # no owner in its name, or none that still writes it
     try:
-        os.kill(pid, 0) if pid > 0 else None
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False  # alive, someone else's
-    return pid <= 0
+    return False
 
 
 def drain_orphans(directory: str | Path, db: Database, *, older_than_s: float = ORPHAN_AFTER_S,
@@ -242,8 +246,7 @@ def drain_orphans(directory: str | Path, db: Database, *, older_than_s: float = 
             except ServiceUnavailable:
                 raise
             except TollboothError as exc:
-                log.error("journal: replaying the settlement of %s failed for good (%s): %s",
-                          request_id, exc.message, json.dumps(args, default=str))
+                _failed_for_good(args, exc)
                 continue
             replayed += 1
             log.warning("journal: replayed the settlement of %s from %s", request_id, path.name)

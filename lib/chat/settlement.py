@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lib.chat.journal import Journal, drain_orphans
+from lib.chat.journal import FINISH, Journal, drain_orphans
 from lib.chat.metering import Metered, Settlement, Usage, UsageStatus, finish_args
 from lib.core.config import Settings
 from lib.core.db import Database, get_database
@@ -37,7 +37,6 @@ from lib.core.errors import ServiceUnavailable, TollboothError
 from lib.core.log import get_logger
 
 log = get_logger("chat.settlement")
-FINISH = "finish_chat_request"
 FLUSH = "flush_metering"
 
 
@@ -235,12 +234,12 @@ def journal(settings: Settings) -> Journal | None:
     """This process's settlement journal for these settings; None when it is off."""
     if settings.metering_journal_ms <= 0:
         return None
-    key = (os.path.abspath(settings.metering_outbox_dir), settings.metering_journal_ms)
-    with _runtime_lock:
-        found = _journals.get(key)
-        if found is None:
-            found = _journals[key] = Journal(Path(key[0]) / "journal", key[1])
-        return found
+    key = (settings.metering_outbox_dir, settings.metering_journal_ms)
+    found = _journals.get(key)  # every settlement asks: no lock, no path work once it exists
+    if found is None:
+        with _runtime_lock:
+            found = _journals.setdefault(key, Journal(Path(os.path.abspath(key[0])) / "journal", key[1]))
+    return found
 
 
 async def close_journals() -> None:
