@@ -79,14 +79,14 @@ isOneToOne: true
                   ]
                 },"credit_grants": {
                   Row: {
-                    "amount": number,"created_at": string,"description": string | null,"expired_at": string | null,"expires_at": string | null,"external_id": string | null,"id": number,"kind": Database["public"]['Enums']["credit_grant_kind"],"org_id": string,"remaining": number
+                    "amount": number,"created_at": string,"description": string | null,"expired_at": string | null,"expires_at": string | null,"external_id": string | null,"has_remaining": boolean | null,"id": number,"kind": Database["public"]['Enums']["credit_grant_kind"],"org_id": string,"remaining": number
                   }
                   ComputedFields: never
                   Insert: {
-                    "amount": number,"created_at"?: string,"description"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"external_id"?: string | null,"id"?: never,"kind": Database["public"]['Enums']["credit_grant_kind"],"org_id": string,"remaining": number
+                    "amount": number,"created_at"?: string,"description"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"external_id"?: string | null,"has_remaining"?: never,"id"?: never,"kind": Database["public"]['Enums']["credit_grant_kind"],"org_id": string,"remaining": number
                   }
                   Update: {
-                    "amount"?: number,"created_at"?: string,"description"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"external_id"?: string | null,"id"?: never,"kind"?: Database["public"]['Enums']["credit_grant_kind"],"org_id"?: string,"remaining"?: number
+                    "amount"?: number,"created_at"?: string,"description"?: string | null,"expired_at"?: string | null,"expires_at"?: string | null,"external_id"?: string | null,"has_remaining"?: never,"id"?: never,"kind"?: Database["public"]['Enums']["credit_grant_kind"],"org_id"?: string,"remaining"?: number
                   }
                   Relationships: [
                     {
