@@ -27,6 +27,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.routing import Mount as StarletteMount
 from starlette.types import Receive, Scope, Send
 
+from lib.core.coalesce import CoalescingTransport
+
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # the request line and headers together; past this, 431 before any handler runs
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
@@ -143,6 +145,8 @@ class JsonErrorsProtocol(_BaseProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        # a response's headers and body in one send (flow control stays on the transport)
+        self.transport = CoalescingTransport(transport)  # type: ignore[assignment]  # stands in for it
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
