@@ -13,7 +13,6 @@ import psycopg
 from functions import mounts
 from lib.cli.common import NoDatabase, database_url
 from lib.core.auth import mint_access_token
-from lib.core.server import serve_wsgi
 from lib.local import dev, embedded, migrate
 from lib.local.fake_openai import FakeOpenAI
 from lib.local.stack import LOCAL_JWT_SECRET, user_by_email
@@ -81,8 +80,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 def cmd_fake_openai(args: argparse.Namespace) -> int:
     fake = FakeOpenAI(latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms)
-    print(f"fake OpenAI listening on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
-    serve_wsgi(lambda: fake.wsgi_app, args.host, args.port, workers=1, threads=32)
+    try:
+        fake.serve_forever(args.host, args.port)  # prints where it listens
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

@@ -278,34 +278,3 @@ def serve_asgi(app_factory: str, host: str, port: int, *, workers: int) -> None:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         uvicorn.Server(config).run()
-
-
-def _json_write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
-    from gunicorn import util
-
-    util.write_nonblock(sock, json_error_bytes(int(status_int), str(reason), str(mesg)))
-
-
-def serve_wsgi(app_factory: Callable[[], Any], host: str, port: int, *, workers: int, threads: int) -> None:
-    """Pre-forked gunicorn workers with thread pools and keep-alive (the fake upstream of
-    `tollbooth fake-openai`); each worker builds its app with `app_factory`."""
-    from gunicorn import util
-    from gunicorn.app.base import BaseApplication
-
-    util.write_error = _json_write_error  # gunicorn's workers call util.write_error
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", threads)
-            self.cfg.set("keepalive", 30)
-            self.cfg.set("timeout", 0)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("loglevel", "warning")
-
-        def load(self) -> Any:
-            return app_factory()
-
-    Server().run()

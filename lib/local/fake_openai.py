@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import socket
 import sys
 import threading
 import time
@@ -38,10 +37,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
-
 from lib.local import fake_openai_endpoints as more
+from lib.local.fake_http import Cut, FakeHttpServer, FakeReply, FakeRequest, Pause, StreamItem, json_reply
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini")
 DEFAULT_REPLY_WORDS = 16
@@ -62,12 +59,8 @@ class ApiError(Exception):
         self.status, self.param = status, param
         self.body = {"error": {"message": message, "type": err_type, "param": param, "code": code or default_code}}
 
-    def response(self) -> Response:
+    def reply(self) -> FakeReply:
         return _json_response(self.body, self.status)
-
-
-class _Disconnect(ConnectionAbortedError):
-    """Raised inside a response body: werkzeug then drops the connection silently."""
 
 
 def message_text(message: dict) -> str:
@@ -89,17 +82,21 @@ def reply_words(messages: list[dict]) -> list[str]:
     return ["echo:", *message_text(last_user).split()]
 
 
-def _json_response(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload), status=status, mimetype="application/json",
-                    headers={"x-request-id": f"req_{uuid.uuid4().hex}"})
+def _json_response(payload: Any, status: int = 200) -> FakeReply:
+    return json_reply(payload, status, {"x-request-id": f"req_{uuid.uuid4().hex}"})
+
+
+def _event_stream(events: Iterator[StreamItem]) -> FakeReply:
+    return FakeReply(200, {"content-type": "text/event-stream", "cache-control": "no-cache",
+                           "x-request-id": f"req_{uuid.uuid4().hex}"}, None, events)
 
 
 def _sse(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload).encode("utf-8") + b"\n\n"
 
 
-def _header_int(request: Request, name: str) -> int | None:
-    raw = (request.headers.get(name) or "").strip()
+def _header_int(request: FakeRequest, name: str) -> int | None:
+    raw = request.header(name).strip()
     if not raw:
         return None
     if not raw.isdigit():
@@ -130,15 +127,16 @@ def validate_body(body: Any) -> dict:
 
 
 class FakeOpenAI:
-    """A fake OpenAI upstream; `start()` it in a daemon thread or use it as a context manager."""
+    """A fake OpenAI upstream; `start()` it in a daemon thread or use it as a context manager.
+    Served by lib.local.fake_http (one event loop, keep-alive, one send per answer), so a
+    benchmark's CPU goes to what it measures."""
 
     def __init__(self, latency_ms: int = 0, chunk_delay_ms: int = 0, record_limit: int = 100,
                  log_requests: bool = False):
         self.latency_ms, self.chunk_delay_ms, self.log_requests = latency_ms, chunk_delay_ms, log_requests
         self._recorded: deque[dict] = deque(maxlen=record_limit)
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: FakeHttpServer | None = None
         # test headers applied to every request that does not carry them itself
         self.default_headers: dict[str, str] = {}
 
@@ -152,34 +150,25 @@ class FakeOpenAI:
         with self._lock:
             self._recorded.clear()
 
-    def _make_server(self, host: str, port: int) -> BaseWSGIServer:
-        handler = WSGIRequestHandler if self.log_requests else _QuietHandler
-        return make_server(host, port, self.wsgi_app, threaded=True, request_handler=handler)
-
     @property
     def base_url(self) -> str:
-        if self._server is None:
+        if self._server is None or self._server.address is None:
             raise RuntimeError("the fake OpenAI server is not running")
-        address, port = self._server.server_address[:2]
-        host = str(address)
+        host, port = self._server.address
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         if self._server is not None:
             raise RuntimeError("already started")
-        server = self._server = self._make_server(host, port)
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-openai", daemon=True)
-        self._thread.start()
+        self._server = FakeHttpServer(self.handle)
+        self._server.start(host, port)
         return self.base_url
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
+            server.stop()
 
     def __enter__(self) -> FakeOpenAI:
         if self._server is None:
@@ -190,25 +179,33 @@ class FakeOpenAI:
         self.stop()
 
     def serve_forever(self, host: str = "127.0.0.1", port: int = 8788) -> None:
-        server = self._server = self._make_server(host, port)
-        print(f"fake OpenAI listening on {self.base_url}", file=sys.stderr, flush=True)
+        self._server = FakeHttpServer(self.handle)
+
+        def ready() -> None:
+            print(f"fake OpenAI listening on {self.base_url}", file=sys.stderr, flush=True)
+
         try:
-            server.serve_forever()
+            self._server.serve_forever(host, port, ready)
         finally:
-            server.server_close()
             self._server = None
 
-    def wsgi_app(self, environ, start_response):
+    def handle(self, request: FakeRequest) -> FakeReply:
         for name, value in self.default_headers.items():
-            environ.setdefault("HTTP_" + name.upper().replace("-", "_"), value)
-        request = Request(environ)
+            request.headers.setdefault(name.lower(), value)
         try:
-            response = self._dispatch(request)
+            reply = self._dispatch(request)
         except ApiError as err:
-            response = err.response()
-        return response(environ, start_response)
+            reply = err.reply()
+        if self.log_requests:
+            print(f"{request.method} {request.path} {reply.status}", file=sys.stderr, flush=True)
+        return reply
 
-    def _dispatch(self, request: Request) -> Response:
+    def _record(self, request: FakeRequest, body: Any) -> None:
+        with self._lock:
+            self._recorded.append({"method": request.method, "path": request.path, "body": body,
+                                   "headers": dict(request.headers)})
+
+    def _dispatch(self, request: FakeRequest) -> FakeReply:
         path = request.path.rstrip("/")
         if path in ("/v1/chat/completions", "/chat/completions"):
             if request.method != "POST":
@@ -222,19 +219,18 @@ class FakeOpenAI:
                 {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake-openai"} for m in MODELS]})
         raise ApiError(404, f"Unknown request URL: {request.method} {request.path}.")
 
-    def _more(self, request: Request, endpoint: str) -> Response:
+    def _more(self, request: FakeRequest, endpoint: str) -> FakeReply:
         """POST /v1/embeddings and /v1/responses (lib.local.fake_openai_endpoints)."""
         if request.method != "POST":
             raise ApiError(405, f"Method {request.method} not allowed for {request.path}")
         try:
-            body = json.loads(request.get_data(as_text=True))
+            body = json.loads(request.body)
         except ValueError:
             body = None
-        with self._lock:
-            self._recorded.append({"method": request.method, "path": request.path, "body": body,
-                                   "headers": {k.lower(): v for k, v in request.headers.items()}})
-        if self.latency_ms:
-            time.sleep(self.latency_ms / 1000)
+        self._record(request, body)
+        return _delayed(self.latency_ms, lambda: self._more_reply(request, endpoint, body))
+
+    def _more_reply(self, request: FakeRequest, endpoint: str, body: Any) -> FakeReply:
         _require_auth(request)
         status = _header_int(request, "x-fake-status")
         if status and status >= 400:
@@ -246,59 +242,64 @@ class FakeOpenAI:
         except more.BadInput as err:
             raise ApiError(400, str(err), param=err.param) from err
         if isinstance(body, dict) and body.get("stream"):
-            events = answer.events(_header_int(request, "x-fake-disconnect-after"))
-            return Response(events, mimetype="text/event-stream",
-                            headers={"cache-control": "no-cache", "x-request-id": f"req_{uuid.uuid4().hex}"})
+            # cut after that many deltas: the body ends there, without response.completed
+            return _event_stream(iter(answer.events(_header_int(request, "x-fake-disconnect-after"))))
         return _json_response(answer.obj(True))
 
-    def _chat_completions(self, request: Request) -> Response:
-        raw = request.get_data(as_text=True)
+    def _chat_completions(self, request: FakeRequest) -> FakeReply:
+        raw = request.body.decode("utf-8", "replace")
         try:
-            body = json.loads(raw)
+            body = json.loads(request.body)
         except ValueError:
             body = None  # recorded as raw text, answered with a 400 after auth
-        with self._lock:
-            self._recorded.append({"method": request.method, "path": request.path,
-                                   "body": body if body is not None else raw,
-                                   "headers": {k.lower(): v for k, v in request.headers.items()}})
+        self._record(request, body if body is not None else raw)
         delay_ms = self.latency_ms + (_header_int(request, "x-fake-delay-ms") or 0)
-        if delay_ms:
-            time.sleep(delay_ms / 1000)
+        return _delayed(delay_ms, lambda: self._completion_reply(request, body))
+
+    def _completion_reply(self, request: FakeRequest, body: Any) -> FakeReply:
         _require_auth(request)
         status = _header_int(request, "x-fake-status")
         if status and status >= 400:
             raise ApiError(status, f"Injected error (x-fake-status: {status}).",
-                           code=request.headers.get("x-fake-error-code"))
+                           code=request.header("x-fake-error-code") or None)
         body = validate_body(body)
         disconnect_after = _header_int(request, "x-fake-disconnect-after")
-        drop_usage = request.headers.get("x-fake-drop-usage", "").lower() in ("1", "true", "yes")
+        drop_usage = request.header("x-fake-drop-usage").lower() in ("1", "true", "yes")
         completion = _Completion(body, _header_int(request, "x-fake-cached-tokens") or 0,
                                  _header_int(request, "x-fake-reasoning-tokens") or 0)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            clean = request.headers.get("x-fake-disconnect-mode", "abort").lower() == "clean"
-            events = self._stream(request, completion, include_usage, drop_usage, disconnect_after, clean)
-            return Response(events, mimetype="text/event-stream",
-                            headers={"cache-control": "no-cache", "x-request-id": f"req_{uuid.uuid4().hex}"})
+            clean = request.header("x-fake-disconnect-mode", "abort").lower() == "clean"
+            return _event_stream(self._stream(completion, include_usage, drop_usage, disconnect_after, clean))
         if disconnect_after is not None:
-            return Response(_cut_connection(request))
+            return FakeReply(200, {}, None, iter([Cut()]))  # the connection ends without any answer
         return _json_response(completion.full_object(include_usage=not drop_usage))
 
-    def _stream(self, request: Request, completion: _Completion, include_usage: bool, drop_usage: bool,
-                disconnect_after: int | None, clean: bool) -> Iterator[bytes]:
+    def _stream(self, completion: _Completion, include_usage: bool, drop_usage: bool,
+                disconnect_after: int | None, clean: bool) -> Iterator[StreamItem]:
         for sent, chunk in enumerate(completion.chunks(include_usage)):
             if disconnect_after is not None and sent >= disconnect_after:
-                yield from _cut_connection(request, clean)
+                yield Cut(clean)
                 return
             if sent and self.chunk_delay_ms:
-                time.sleep(self.chunk_delay_ms / 1000)
+                yield Pause(self.chunk_delay_ms / 1000)
             yield _sse(chunk)
         if drop_usage:
-            yield from _cut_connection(request, clean)
+            yield Cut(clean)
             return
         if include_usage:
             yield _sse(completion.chunk(choices=[], usage=completion.usage))
         yield b"data: [DONE]\n\n"
+
+
+def _delayed(delay_ms: int, build: Any) -> FakeReply:
+    """The reply `build` makes (an OpenAI error included), sent after `delay_ms`."""
+    try:
+        reply: FakeReply = build()
+    except ApiError as err:
+        reply = err.reply()
+    reply.delay = delay_ms / 1000
+    return reply
 
 
 class _Completion:
@@ -349,26 +350,11 @@ class _Completion:
             yield self.chunk([final], **extra)
 
 
-def _require_auth(request: Request) -> None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+def _require_auth(request: FakeRequest) -> None:
+    scheme, _, token = request.header("authorization").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an "
                             "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
-
-
-def _cut_connection(request: Request, clean: bool = False) -> Iterator[bytes]:
-    """A body that ends the response now: cleanly, or by dropping the connection."""
-    if not clean:
-        sock = request.environ.get("werkzeug.socket")
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-        raise _Disconnect("fake-openai: injected disconnect")
-    yield from ()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs) -> None:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
