@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lib.local import fake_openai_endpoints as more
@@ -292,10 +292,10 @@ class FakeOpenAI:
         yield b"data: [DONE]\n\n"
 
 
-def _delayed(delay_ms: int, build: Any) -> FakeReply:
+def _delayed(delay_ms: int, build: Callable[[], FakeReply]) -> FakeReply:
     """The reply `build` makes (an OpenAI error included), sent after `delay_ms`."""
     try:
-        reply: FakeReply = build()
+        reply = build()
     except ApiError as err:
         reply = err.reply()
     reply.delay = delay_ms / 1000
