@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from lib.core.server import json_error_bytes
+
 MAX_BODY = 64 * 1024 * 1024
 
 
@@ -109,9 +111,7 @@ class _Connection(asyncio.Protocol):
 
     def _refuse(self, status: int, message: str) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            body = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
-            self.transport.write(_head(status, {"content-type": "application/json", "connection": "close"},
-                                       f"content-length: {len(body)}\r\n") + body)
+            self.transport.write(json_error_bytes(status, http.HTTPStatus(status).phrase, message))
             self.transport.close()
 
     # httptools' callbacks
