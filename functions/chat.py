@@ -13,7 +13,7 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lib.chat.metering import ChatBody, authenticate, begin
+from lib.chat.metering import ChatBody, authenticate, begin, lane_of, remember_lane
 from lib.chat.proxy import proxy
 from lib.chat.replay import call_async
 from lib.chat.settlement import close_journals
@@ -21,7 +21,7 @@ from lib.chat.token_bounds import prompt_token_bound
 from lib.chat.upstream import close_async_clients
 from lib.core.asgi import async_endpoint, make_asgi_app, on_shutdown, parse_json_object, reply_response, require_method
 from lib.core.config import get_settings
-from lib.core.db_async import get_async_database
+from lib.core.db_async import InLane, get_async_database
 from lib.core.http import validate
 from lib.core.log import request_id_var
 
@@ -37,11 +37,13 @@ async def chat(request: Request) -> Response:
     body = validate(raw, ChatBody)
     db = get_async_database()
     peer = request.client.host if request.client else None
-    metered = await call_async(begin, db, caller, body, raw, request_id=request_id_var.get() or "",
-                               endpoint=request.url.path, headers=request.headers, started=started,
+    metered = await call_async(begin, InLane(db, lane_of(caller)), caller, body, raw,
+                               request_id=request_id_var.get() or "", endpoint=request.url.path,
+                               headers=request.headers, started=started,
                                lease_seconds=settings.reservation_lease_seconds,
                                peer=peer, trusted_proxies=settings.trusted_proxy_cidrs,
                                prompt_bound=prompt_token_bound(raw))  # once, not once per replay
+    remember_lane(caller, metered)
     reply = await proxy(db, settings, metered, request.headers.get("user-agent"))
     reply.headers.update(metered.grant.ratelimit or {})  # a key's rpm/tpm window, as OpenAI reports it
     return reply_response(reply)

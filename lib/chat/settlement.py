@@ -323,7 +323,8 @@ async def _settle_calls(db: AsyncDatabase, settings: Settings, m: Metered, args:
     delays = _retry_delays(settings)
     while True:
         try:
-            result = Settlement.from_sql((await db.rpc_pipeline(calls))[0])
+            # in its organization's lane: behind that account row's other calls, not in a lock wait
+            result = Settlement.from_sql((await db.rpc_pipeline(calls, lane=m.org_id))[0])
         except ServiceUnavailable as exc:
             delay = next(delays, None)
             if delay is None:

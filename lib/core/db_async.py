@@ -20,7 +20,8 @@ import json
 import time
 import weakref
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -30,11 +31,14 @@ from lib.core import db as sync_db
 from lib.core import db_prepared
 from lib.core.config import get_settings
 from lib.core.errors import ServiceUnavailable
+from lib.core.lanes import Lanes
 
 # a connection idle longer than this is pinged before use (a restart in between killed it)
 CHECK_IDLE_SECONDS = 1.0
 
 AsyncConn = psycopg.AsyncConnection[Any]
+PreparedCall = tuple[str, list[db_prepared.Param], tuple[str, ...]]
+T = TypeVar("T")
 
 
 class AsyncDatabase(Protocol):
@@ -43,7 +47,8 @@ class AsyncDatabase(Protocol):
 
     async def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any: ...
 
-    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]: ...
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]], lane: Hashable | None = None
+                           ) -> list[Any]: ...
 
     async def close(self) -> None: ...
 
@@ -79,6 +84,14 @@ async def _run_pipeline(conn: AsyncConn, queries: list[tuple[str, dict[str, Any]
     if first_error is not None:
         raise first_error
     return rows
+
+
+# a call that gave up waiting: lock_timeout (55P03), statement_timeout (57014)
+GAVE_UP_WAITING = frozenset({"55P03", "57014"})
+
+
+def _waited_for_a_lock(outcomes: list[db_prepared.Outcome]) -> bool:
+    return any(error is not None and error.sqlstate in GAVE_UP_WAITING for _, error in outcomes)
 
 
 class ConnectionPool:
@@ -198,24 +211,47 @@ class AsyncPsycopgDatabase:
         self.statement_timeout_ms = statement_timeout_ms
         self.pool = ConnectionPool(dsn, max_size=pool_size, timeout=connect_timeout,
                                    statement_timeout_ms=statement_timeout_ms)
+        self.lanes: Lanes[PreparedCall, db_prepared.Outcome] = Lanes(self._send, stalled=_waited_for_a_lock)
 
     pipelined = True
 
     async def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any:
         return (await self.rpc_pipeline([(fn, args or {})]))[0]
 
-    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]], lane: Hashable | None = None
+                           ) -> list[Any]:
         """The calls in order, each its own transaction, sent together in one round trip
         (prepared statements with a Sync after each: lib.core.db_prepared; psycopg's
         cursor for arguments only its adapters can send). The first error raises,
-        after every call ran. A connection that died under them runs them all once more
-        on a checked one: only for calls that are idempotent (every RPC the proxy sends
-        is, by request id)."""
+        after every call ran. In a `lane` (lib.core.lanes: the organization whose rows
+        they lock) they wait for the lane's batch in flight and go with the next one.
+        A connection that died under them runs them all once more on a checked one:
+        only for calls that are idempotent (every RPC the proxy sends is, by request id)."""
         try:
             prepared = [(fn, db_prepared.encode_args(args), tuple(args)) for fn, args in calls]
-        except db_prepared.Unsupported:
-            prepared = None  # an argument only psycopg's adapters can send
-        queries = [rpc_sql(fn, args) for fn, args in calls] if prepared is None else []
+        except db_prepared.Unsupported:  # an argument only psycopg's adapters can send
+            queries = [rpc_sql(fn, args) for fn, args in calls]
+            return await self._on_connection(
+                lambda conn: _run_one(conn, queries[0]) if len(queries) == 1 else _run_pipeline(conn, queries))
+        outcomes = await (self._send(prepared) if lane is None else self.lanes.run(lane, prepared))
+        for _, error in outcomes:
+            if error is not None:
+                raise sync_db.map_psycopg_error(error) from error
+        return [value for value, _ in outcomes]
+
+    async def _send(self, prepared: list[PreparedCall]) -> list[db_prepared.Outcome]:
+        """Prepared calls in one round trip, each answering (value, error); a call that
+        lost its connection sends them all once more (the first attempt's answers are
+        then not known)."""
+        outcomes = await self._on_connection(lambda conn: db_prepared.run_each(conn, prepared))
+        if any(error is not None and sync_db.connection_lost(error) for _, error in outcomes):
+            self.pool.suspect_since = time.monotonic()
+            outcomes = await self._on_connection(lambda conn: db_prepared.run_each(conn, prepared), retry=False)
+        return outcomes
+
+    async def _on_connection(self, work: Callable[[AsyncConn], Awaitable[T]], *, retry: bool = True) -> T:
+        """`work` on a pooled connection; a connection that died under it runs it once
+        more on a checked one (unless `retry` is off); errors map to TollboothErrors."""
         for attempt in (1, 2):
             try:
                 conn = await self.pool.get()
@@ -224,13 +260,10 @@ class AsyncPsycopgDatabase:
             except psycopg.Error as exc:  # could not connect: the database is away
                 raise ServiceUnavailable("database unreachable") from exc
             try:
-                if prepared is not None:
-                    rows = await db_prepared.run_calls(conn, prepared)
-                else:
-                    rows = await (_run_one(conn, queries[0]) if len(queries) == 1 else _run_pipeline(conn, queries))
+                result = await work(conn)
             except psycopg.Error as exc:
                 self.pool.put(conn)  # closed and its slot freed unless it is idle and healthy
-                if attempt == 1 and sync_db.connection_lost(exc):
+                if attempt == 1 and retry and sync_db.connection_lost(exc):
                     # the connection died under us: every one idle since is suspect (checked
                     # before use), and the call runs once more on a checked one
                     self.pool.suspect_since = time.monotonic()
@@ -240,7 +273,7 @@ class AsyncPsycopgDatabase:
                 self.pool.put(conn)
                 raise
             self.pool.put(conn)
-            return rows
+            return result
         raise ServiceUnavailable("database unreachable")  # pragma: no cover
 
     async def ping(self) -> None:
@@ -261,8 +294,28 @@ class ThreadedAsyncDatabase:
     async def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any:
         return await asyncio.to_thread(self.inner.rpc, fn, args)
 
-    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]], lane: Hashable | None = None
+                           ) -> list[Any]:
         return [await self.rpc(fn, args) for fn, args in calls]
+
+    async def close(self) -> None:
+        return None
+
+
+class InLane:
+    """`db` with every call in one lane (lib.core.lanes): for code that calls `rpc`
+    (lib.chat.replay) on behalf of one organization."""
+
+    def __init__(self, db: AsyncDatabase, lane: Hashable):
+        self.db, self.lane = db, lane
+        self.pipelined = db.pipelined
+
+    async def rpc(self, fn: str, args: dict[str, Any] | None = None) -> Any:
+        return (await self.db.rpc_pipeline([(fn, args or {})], lane=self.lane))[0]
+
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]], lane: Hashable | None = None
+                           ) -> list[Any]:
+        return await self.db.rpc_pipeline(calls, lane=self.lane if lane is None else lane)
 
     async def close(self) -> None:
         return None

@@ -130,12 +130,26 @@ class _Call:
         self.error: psycopg.Error | None = None
 
 
+Outcome = tuple[Any, psycopg.Error | None]
+
+
 async def run_calls(conn: psycopg.AsyncConnection[Any], calls: list[tuple[str, list[Param], tuple[str, ...]]]
                     ) -> list[Any]:
     """Each (function, encoded arguments, argument names) in order, each its own
     transaction, in one round trip. Returns each call's value, or raises the first
-    call's error (a psycopg.Error) once every call ran. A connection left mid-exchange
-    (cancelled, or the server gone) is closed: the pool then drops it."""
+    call's error (a psycopg.Error) once every call ran."""
+    outcomes = await run_each(conn, calls)
+    for _, error in outcomes:
+        if error is not None:
+            raise error
+    return [value for value, _ in outcomes]
+
+
+async def run_each(conn: psycopg.AsyncConnection[Any], calls: list[tuple[str, list[Param], tuple[str, ...]]]
+                   ) -> list[Outcome]:
+    """`run_calls`, answering each call's (value, error) instead of raising: the calls
+    of several requests sent together each get their own answer. A connection left
+    mid-exchange (cancelled, or the server gone) is closed: the pool then drops it."""
     if not calls:
         return []
     pg = conn.pgconn
@@ -158,10 +172,7 @@ async def run_calls(conn: psycopg.AsyncConnection[Any], calls: list[tuple[str, l
     except BaseException:
         pg.finish()  # mid-exchange: nothing else may use this connection
         raise
-    for call in pending:
-        if call.error is not None:
-            raise call.error
-    return [call.value for call in pending]
+    return [(call.value, call.error) for call in pending]
 
 
 async def _read_results(conn: psycopg.AsyncConnection[Any], pending: list[_Call], prepared: set[bytes]) -> None:

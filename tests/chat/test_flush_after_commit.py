@@ -56,7 +56,7 @@ class SpyDatabase(AsyncPsycopgDatabase):
         self.trips: list[list[tuple[str, dict[str, Any]]]] = []
         self.fail_first = fail_first
 
-    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]], lane: object = None) -> list[Any]:
         self.trips.append(calls)
         answers = await super().rpc_pipeline(calls)
         if self.fail_first:

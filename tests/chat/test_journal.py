@@ -35,7 +35,7 @@ class SpyDatabase(AsyncPsycopgDatabase):
         super().__init__(dsn, pool_size=2)
         self.trips: list[list[str]] = []
 
-    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    async def rpc_pipeline(self, calls: list[tuple[str, dict[str, Any]]], lane: object = None) -> list[Any]:
         self.trips.append([fn for fn, _ in calls])
         return await super().rpc_pipeline(calls)
 
