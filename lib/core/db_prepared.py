@@ -133,23 +133,13 @@ class _Call:
 Outcome = tuple[Any, psycopg.Error | None]
 
 
-async def run_calls(conn: psycopg.AsyncConnection[Any], calls: list[tuple[str, list[Param], tuple[str, ...]]]
-                    ) -> list[Any]:
-    """Each (function, encoded arguments, argument names) in order, each its own
-    transaction, in one round trip. Returns each call's value, or raises the first
-    call's error (a psycopg.Error) once every call ran."""
-    outcomes = await run_each(conn, calls)
-    for _, error in outcomes:
-        if error is not None:
-            raise error
-    return [value for value, _ in outcomes]
-
-
 async def run_each(conn: psycopg.AsyncConnection[Any], calls: list[tuple[str, list[Param], tuple[str, ...]]]
                    ) -> list[Outcome]:
-    """`run_calls`, answering each call's (value, error) instead of raising: the calls
-    of several requests sent together each get their own answer. A connection left
-    mid-exchange (cancelled, or the server gone) is closed: the pool then drops it."""
+    """Each (function, encoded arguments, argument names) in order, each its own
+    transaction, in one round trip. Answers each call's (value, error) once every call
+    ran: the calls of several requests sent together each get their own answer. A
+    connection left mid-exchange (cancelled, or the server gone) is closed: the pool
+    then drops it."""
     if not calls:
         return []
     pg = conn.pgconn
