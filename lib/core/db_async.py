@@ -240,18 +240,20 @@ class AsyncPsycopgDatabase:
         return [value for value, _ in outcomes]
 
     async def _send(self, prepared: list[PreparedCall]) -> list[db_prepared.Outcome]:
-        """Prepared calls in one round trip, each answering (value, error); a call that
-        lost its connection sends them all once more (the first attempt's answers are
-        then not known)."""
-        outcomes = await self._on_connection(lambda conn: db_prepared.run_each(conn, prepared))
-        if any(error is not None and sync_db.connection_lost(error) for _, error in outcomes):
-            self.pool.suspect_since = time.monotonic()
-            outcomes = await self._on_connection(lambda conn: db_prepared.run_each(conn, prepared), retry=False)
-        return outcomes
+        """Prepared calls in one round trip, each answering (value, error). A call that
+        lost its connection raises, so `_on_connection` sends them all once more."""
+        async def work(conn: AsyncConn) -> list[db_prepared.Outcome]:
+            outcomes = await db_prepared.run_each(conn, prepared)
+            for _, error in outcomes:
+                if error is not None and sync_db.connection_lost(error):
+                    raise error
+            return outcomes
 
-    async def _on_connection(self, work: Callable[[AsyncConn], Awaitable[T]], *, retry: bool = True) -> T:
+        return await self._on_connection(work)
+
+    async def _on_connection(self, work: Callable[[AsyncConn], Awaitable[T]]) -> T:
         """`work` on a pooled connection; a connection that died under it runs it once
-        more on a checked one (unless `retry` is off); errors map to TollboothErrors."""
+        more on a checked one; errors map to TollboothErrors."""
         for attempt in (1, 2):
             try:
                 conn = await self.pool.get()
@@ -263,7 +265,7 @@ class AsyncPsycopgDatabase:
                 result = await work(conn)
             except psycopg.Error as exc:
                 self.pool.put(conn)  # closed and its slot freed unless it is idle and healthy
-                if attempt == 1 and retry and sync_db.connection_lost(exc):
+                if attempt == 1 and sync_db.connection_lost(exc):
                     # the connection died under us: every one idle since is suspect (checked
                     # before use), and the call runs once more on a checked one
                     self.pool.suspect_since = time.monotonic()

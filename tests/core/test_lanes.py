@@ -36,15 +36,26 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def _held(first: list[str], stalled=None) -> tuple[Sender, Lanes, asyncio.Task]:
+    """A lane whose key "org" has the batch `first` sent and held in flight (until the
+    test sets `send.release`)."""
+    send = Sender()
+    lane = Lanes(send) if stalled is None else Lanes(send, stalled=stalled)
+    send.release.clear()
+    task = asyncio.create_task(lane.run("org", first))
+    await _settle()
+    return send, lane, task
+
+
+def _queue(lane: Lanes, *calls: list[str]) -> list[asyncio.Task]:
+    return [asyncio.create_task(lane.run("org", items)) for items in calls]
+
+
 def test_a_free_lane_sends_at_once_and_the_calls_queued_meanwhile_go_together_in_order():
     async def go():
-        send = Sender()
-        lane = Lanes(send)
-        send.release.clear()
-        first = asyncio.create_task(lane.run("org", ["a"]))
-        await _settle()
+        send, lane, first = await _held(["a"])
         assert send.batches == [["a"]], "nothing in flight: sent without waiting"
-        queued = [asyncio.create_task(lane.run("org", items)) for items in (["b", "c"], ["d"], ["e"])]
+        queued = _queue(lane, ["b", "c"], ["d"], ["e"])
         await _settle()
         assert send.batches == [["a"]], "queued behind the batch in flight"
         send.release.set()
@@ -72,12 +83,8 @@ def test_keys_do_not_wait_for_each_other():
 
 def test_a_failed_batch_fails_each_of_its_callers_and_the_lane_goes_on():
     async def go():
-        send = Sender()
-        lane = Lanes(send)
-        send.release.clear()
-        first = asyncio.create_task(lane.run("org", ["a"]))
-        await _settle()
-        doomed = [asyncio.create_task(lane.run("org", items)) for items in (["boom"], ["b"])]
+        send, lane, first = await _held(["a"])
+        doomed = _queue(lane, ["boom"], ["b"])
         await _settle()
         send.release.set()
         assert await first == ["aa"]
@@ -92,13 +99,8 @@ def test_a_failed_batch_fails_each_of_its_callers_and_the_lane_goes_on():
 
 def test_a_caller_cancelled_while_queued_is_left_out_of_the_batch():
     async def go():
-        send = Sender()
-        lane = Lanes(send)
-        send.release.clear()
-        first = asyncio.create_task(lane.run("org", ["a"]))
-        await _settle()
-        gone = asyncio.create_task(lane.run("org", ["gone"]))
-        kept = asyncio.create_task(lane.run("org", ["b"]))
+        send, lane, first = await _held(["a"])
+        gone, kept = _queue(lane, ["gone"], ["b"])
         await _settle()
         gone.cancel()
         await _settle()
@@ -110,12 +112,8 @@ def test_a_caller_cancelled_while_queued_is_left_out_of_the_batch():
 
 def test_a_batch_holds_at_most_max_batch_calls():
     async def go():
-        send = Sender()
-        lane = Lanes(send)
-        send.release.clear()
-        first = asyncio.create_task(lane.run("org", ["x"]))
-        await _settle()
-        queued = [asyncio.create_task(lane.run("org", [f"q{i}"])) for i in range(lanes.MAX_BATCH + 3)]
+        send, lane, first = await _held(["x"])
+        queued = _queue(lane, *([f"q{i}"] for i in range(lanes.MAX_BATCH + 3)))
         await _settle()
         send.release.set()
         await asyncio.gather(first, *queued)
@@ -124,21 +122,17 @@ def test_a_batch_holds_at_most_max_batch_calls():
     assert run(go()) == [1, lanes.MAX_BATCH, 3]
 
 
-def test_a_stalled_batch_opens_the_lane_so_the_next_calls_go_side_by_side(monkeypatch):
+def test_a_stalled_batch_opens_the_lane_so_the_next_calls_go_side_by_side():
     async def go():
-        send = Sender()
-        lane = Lanes(send, stalled=lambda answers: "lockedlocked" in answers)
-        send.release.clear()
-        first = asyncio.create_task(lane.run("org", ["locked"]))
-        await _settle()
-        queued = [asyncio.create_task(lane.run("org", [f"q{i}"])) for i in range(3)]
+        send, lane, first = await _held(["locked"], stalled=lambda answers: "lockedlocked" in answers)
+        queued = _queue(lane, *([f"q{i}"] for i in range(3)))
         await _settle()
         send.release.set()
         await asyncio.gather(first, *queued)
         open_batches = list(send.batches)
         send.batches.clear()
         send.release.clear()
-        side = [asyncio.create_task(lane.run("org", [f"s{i}"])) for i in range(2)]
+        side = _queue(lane, ["s0"], ["s1"])
         await _settle()
         in_flight_together = len(send.batches)
         send.release.set()
