@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, run_load  # noqa: E402
+from lib.cli.serve import default_workers  # noqa: E402
 from lib.local import embedded, migrate  # noqa: E402
 from lib.local.dev import demo_api_key  # noqa: E402
 
@@ -82,6 +83,29 @@ def one_row(conn: psycopg.Connection, sql: str, params: tuple[Any, ...]) -> tupl
     return row
 
 
+def start_database(tmp: Path) -> str:
+    """A fresh embedded Postgres under `tmp`, migrated and seeded, with credits for the
+    demo organization and every per-key control on its key (issue 12: the Tollbooth row
+    pays for the allow-list, budget, rpm/tpm and CIDRs); its DSN."""
+    dsn = embedded.start(tmp / "pg", keep_running=False)
+    migrate.apply_all(dsn)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("select private.grant_credits(%s, 'adjustment', 100000000, null, null, 'benchmark')", (ACME,))
+        c.execute("update public.api_keys set models = array['gpt-4o-mini', 'gpt-4.1-mini'], credit_limit = 100000000, "
+                  "credit_limit_period = 'monthly', rpm = 1000000, tpm = 2000000000, allowed_ips = array['127.0.0.0/8'::cidr] "
+                  "where org_id = %s", (ACME,))
+    return dsn
+
+
+def serve_env(dsn: str, up_port: int, tmp: Path) -> dict[str, str]:
+    """The environment `tollbooth serve` runs with here: this database, the fake upstream."""
+    env = {**os.environ, "DATABASE_URL": dsn, "OPENAI_API_KEY": "sk-bench", "LOG_LEVEL": "WARNING",
+           "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1", "SUPABASE_JWT_SECRET": "x" * 40,
+           "METERING_OUTBOX_DIR": str(tmp / "outbox")}
+    env.pop("SUPABASE_URL", None)
+    return env
+
+
 def start_litellm(up_port: int, port: int, workers: int, tmp: Path) -> tuple[subprocess.Popen | None, str]:
     """LiteLLM's proxy in its own virtualenv under .tollbooth/ (installed on first use),
     pointed at the same fake upstream; (process, why not) when it cannot run here."""
@@ -118,7 +142,7 @@ litellm_settings:
     return proc, ""
 
 
-def _cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     import psutil
 
     out: dict[str, float] = {}
@@ -153,9 +177,9 @@ def print_cpu_budget(procs: dict[str, subprocess.Popen], proxied: tuple[str, dic
             with psycopg.connect(dsn, autocommit=True) as c:
                 c.execute("update private.app_settings set value = %s where key = 'metering_synchronous_commit'",
                           (commit,))
-        before, mine = _cpu_seconds(pids), sum(me.cpu_times()[:2])
+        before, mine = cpu_seconds(pids), sum(me.cpu_times()[:2])
         r = run_load(target[0], target[1], body_bytes(False), 4, total)
-        after, mine_after = _cpu_seconds(pids), sum(me.cpu_times()[:2])
+        after, mine_after = cpu_seconds(pids), sum(me.cpu_times()[:2])
         per = {k: (after.get(k, 0) - before.get(k, 0)) * 1000 / total for k in pids}
         per["load generator"] = (mine_after - mine) * 1000 / total
         rows.append((label, per, r))
@@ -177,26 +201,15 @@ def main() -> int:
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="tollbooth-bench-"))
-    dsn = embedded.start(tmp / "pg", keep_running=False)
-    migrate.apply_all(dsn)
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute("select private.grant_credits(%s, 'adjustment', 100000000, null, null, 'benchmark')", (ACME,))
-        # issue 12: the Tollbooth row pays for every per-key control (allow-list, budget, rpm/tpm, CIDRs)
-        c.execute("update public.api_keys set models = array['gpt-4o-mini', 'gpt-4.1-mini'], credit_limit = 100000000, "
-                  "credit_limit_period = 'monthly', rpm = 1000000, tpm = 2000000000, allowed_ips = array['127.0.0.0/8'::cidr] "
-                  "where org_id = %s", (ACME,))
-
+    dsn = start_database(tmp)
     up_port, proxy_port, litellm_port = free_port(), free_port(), free_port()
     tb = str(ROOT / ".venv" / "bin" / "tollbooth")
-    env = {**os.environ, "DATABASE_URL": dsn, "OPENAI_API_KEY": "sk-bench", "LOG_LEVEL": "WARNING",
-           "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1", "SUPABASE_JWT_SECRET": "x" * 40,
-           "METERING_OUTBOX_DIR": str(tmp / "outbox")}
-    env.pop("SUPABASE_URL", None)
+    env = serve_env(dsn, up_port, tmp)
     cores = os.cpu_count() or 2
     procs = {
         "upstream": subprocess.Popen([tb, "fake-openai", "--port", str(up_port), "--latency-ms", str(args.latency_ms)],
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        "tollbooth": subprocess.Popen([tb, "serve", "--port", str(proxy_port), "--workers", str(cores)], env=env,
+        "tollbooth": subprocess.Popen([tb, "serve", "--port", str(proxy_port)], env=env,  # its default workers
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     }
     try:
@@ -216,7 +229,8 @@ def main() -> int:
             targets.append(("litellm", (f"http://127.0.0.1:{litellm_port}/v1/chat/completions",
                                         {"authorization": f"Bearer {LITELLM_KEY}"})))
         print(f"{args.requests} requests per cell, interleaved; fake upstream latency {args.latency_ms} ms; "
-              f"{cores} cores; {cores} workers per proxy; upstream + proxies + Postgres + this load generator on one machine")
+              f"{cores} cores; LiteLLM {cores} workers, Tollbooth {default_workers(dsn, cores)} (`tollbooth serve`'s "
+              "default with Postgres on this machine); upstream + proxies + Postgres + this load generator on one machine")
         header = (f"{'mode':<7}{'conc':>5} {'path':<10}| {'p50 ms':>8}{'p99 ms':>8}{'rps':>7}{'err':>5} | "
                   f"{'overhead p50':>12}{'p99':>8} | {'own p50':>8}")
         print(header)

@@ -3,6 +3,7 @@ seeds a database, every option has help, errors speak as the CLI, not as a route
 from __future__ import annotations
 
 import argparse
+import os
 
 import psycopg
 import pytest
@@ -69,3 +70,54 @@ def test_help_runs(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 0 and "usage: tollbooth" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("url", "local"), [
+    ("postgresql://postgres@127.0.0.1:5432/tollbooth", True),
+    ("postgresql://postgres@localhost/tollbooth", True),
+    ("postgresql://postgres@[::1]:5432/tollbooth", True),
+    ("postgresql://postgres@/tollbooth?host=/tmp/pg&port=5432", True),
+    ("host=127.0.0.2 dbname=tollbooth", True),
+    ("postgresql://postgres@db.abcdefgh.supabase.co:5432/postgres", False),
+    ("postgresql://postgres@127.0.0.1,db.example.com/tollbooth", False),
+    ("postgresql://u@10.0.0.5/tollbooth", False),
+    ("not a = connection string =", False),
+])
+def test_serve_knows_a_database_on_this_machine(url, local):
+    from lib.cli.serve import database_is_local
+
+    assert database_is_local(url) is local
+
+
+def test_serve_leaves_postgres_a_core_per_worker_when_it_is_local(monkeypatch):
+    from lib.cli.serve import default_workers
+
+    local, remote = "postgresql://postgres@127.0.0.1:5432/t", "postgresql://u@db.example.com/t"
+    assert [default_workers(local, n) for n in (1, 2, 3, 8)] == [1, 1, 1, 4], "one per two cores, at least one"
+    assert [default_workers(remote, n) for n in (1, 2, 8)] == [1, 2, 8], "one per core"
+    assert default_workers(None, 4) == 4, "no Postgres URL (PostgREST): one per core"
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    sub = argparse.ArgumentParser().add_subparsers()
+    from lib.cli import serve
+
+    serve.register(sub)
+    assert sub.choices["serve"].parse_args([]).workers == 3, "WEB_CONCURRENCY still decides when set"
+    monkeypatch.delenv("WEB_CONCURRENCY")
+    serve.register(sub := argparse.ArgumentParser().add_subparsers())
+    assert sub.choices["serve"].parse_args([]).workers is None, "else decided at start, once the database is known"
+
+
+def test_serve_starts_with_the_default_for_its_database(monkeypatch, capsys):
+    from lib.cli import serve
+
+    started: list[int] = []
+    monkeypatch.setattr(serve, "serve_asgi", lambda *a, workers: started.append(workers))
+    monkeypatch.setattr(serve.os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    # cmd_serve sets these: monkeypatch puts them back after
+    for name, default in (("SUPABASE_JWT_SECRET", "x" * 40), ("TOLLBOOTH_WSGI_THREADS", "16"), ("LOG_LEVEL", "WARNING")):
+        monkeypatch.setenv(name, os.environ.get(name, default))
+    for url, workers in (("postgresql://postgres@127.0.0.1:1/t", 1), ("postgresql://u@db.example.com/t", 2)):
+        monkeypatch.setenv("DATABASE_URL", url)
+        assert main(["serve", "--port", "1"]) == 0
+        assert started[-1] == workers and f"({workers} uvicorn workers" in capsys.readouterr().out
