@@ -56,8 +56,8 @@ class Server:
         self.env, self.port = env, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         err = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
-        self.proc = subprocess.Popen([sys.executable, "-m", "lib.cli", "serve", "--port", str(self.port),
-                                      "--workers", "2"], cwd=ROOT, env=env, start_new_session=True,
+        self.proc = subprocess.Popen([sys.executable, "-m", "lib.cli", "serve", "--port", str(self.port)],  # default workers
+                                     cwd=ROOT, env=env, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
