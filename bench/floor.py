@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, run_load  # noqa: E402
-from bench.proxy import BODY, body_bytes, cpu_seconds, free_port, serve_env, start_database, wait_http  # noqa: E402
+from bench.proxy import BODY, body_bytes, cpu_seconds, free_port, serve_env, start_database, stop_all, wait_http  # noqa: E402
 from lib.cli.serve import default_workers  # noqa: E402
 from lib.core.db_async import AsyncDatabase  # noqa: E402
 from lib.local.dev import demo_api_key  # noqa: E402
@@ -213,12 +213,7 @@ def main() -> int:
                     rows.setdefault((path, conc), []).append(cell(path, conc, args.requests // ROUNDS))
         print_tables(rows, paths, f"serve {default_workers(dsn, os.cpu_count() or 2)}w")
     finally:
-        for proc in procs.values():
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs.values())
     return 0
 
 

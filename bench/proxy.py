@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,16 @@ def serve_env(dsn: str, up_port: int, tmp: Path) -> dict[str, str]:
            "METERING_OUTBOX_DIR": str(tmp / "outbox")}
     env.pop("SUPABASE_URL", None)
     return env
+
+
+def stop_all(procs: Iterable[subprocess.Popen]) -> None:
+    """Stop the benchmark's servers: politely, then for good after 20 s."""
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def start_litellm(up_port: int, port: int, workers: int, tmp: Path) -> tuple[subprocess.Popen | None, str]:
@@ -256,12 +267,7 @@ def main() -> int:
                                      "from credit_accounts where org_id = %s", (ACME, ACME))
         print(f"\nmetered rows: {n}, credits charged: {credits}; balance {bal} == ledger sum {ledger}: {bal == ledger}")
     finally:
-        for proc in procs.values():
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs.values())
     return 0
 
 
