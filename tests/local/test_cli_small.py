@@ -114,8 +114,9 @@ def test_serve_starts_with_the_default_for_its_database(monkeypatch, capsys):
     monkeypatch.setattr(serve, "serve_asgi", lambda *a, workers: started.append(workers))
     monkeypatch.setattr(serve.os, "cpu_count", lambda: 2)
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.setattr(serve.log, "configure", lambda level: None)  # the suite's logging stays as it is
     # cmd_serve sets these: monkeypatch puts them back after
-    for name, default in (("SUPABASE_JWT_SECRET", "x" * 40), ("TOLLBOOTH_WSGI_THREADS", "16"), ("LOG_LEVEL", "WARNING")):
+    for name, default in (("SUPABASE_JWT_SECRET", "x" * 40), ("TOLLBOOTH_WSGI_THREADS", "16")):
         monkeypatch.setenv(name, os.environ.get(name, default))
     for url, workers in (("postgresql://postgres@127.0.0.1:1/t", 1), ("postgresql://u@db.example.com/t", 2)):
         monkeypatch.setenv("DATABASE_URL", url)
