@@ -38,10 +38,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from starlette.datastructures import Headers  # noqa: E402
+
 from bench.loadgen import Result, run_load  # noqa: E402
 from bench.proxy import BODY, body_bytes, cpu_seconds, free_port, serve_env, start_database, stop_all, wait_http  # noqa: E402
+from lib.chat.metering import Caller, ChatBody, Usage, begin, lane_of, remember_lane  # noqa: E402
+from lib.chat.replay import call_async  # noqa: E402
+from lib.chat.settlement import runtime, settle_async  # noqa: E402
+from lib.chat.token_bounds import prompt_token_bound  # noqa: E402
 from lib.cli.serve import default_workers  # noqa: E402
-from lib.core.db_async import AsyncDatabase  # noqa: E402
+from lib.core.config import get_settings  # noqa: E402
+from lib.core.crypto import hash_api_key  # noqa: E402
+from lib.core.db_async import AsyncDatabase, InLane, get_async_database  # noqa: E402
+from lib.core.http import validate  # noqa: E402
+from lib.core.server import new_event_loop  # noqa: E402
 from lib.local.dev import demo_api_key  # noqa: E402
 
 ROUNDS = 3
@@ -74,7 +84,8 @@ class MemoryDatabase:
 
 def serve_from_memory(port: int) -> int:
     """`tollbooth serve --workers 1` in this process, its database a MemoryDatabase
-    (installed before the functions import it)."""
+    (installed before the functions import it; lib.chat.settlement's own name, used only
+    to close the journal at shutdown, stays the real one)."""
     from lib.core import db_async
 
     real = db_async.get_async_database
@@ -96,30 +107,11 @@ class Metering:
     lib.chat.proxy make them, from this process (its own event loop and database)."""
 
     def __init__(self, key: str):
-        from lib.chat.metering import Caller, ChatBody
-        from lib.core.crypto import hash_api_key
-        from lib.core.http import validate
-
         self.caller = Caller(key_hash=hash_api_key(key))
         self.body = validate(BODY, ChatBody)
-        self.loop: asyncio.AbstractEventLoop
-        try:  # the loop `tollbooth serve` runs on
-            import uvloop
-
-            self.loop = uvloop.new_event_loop()
-        except ImportError:
-            self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # the loop `tollbooth serve` runs on
 
     async def one(self) -> None:
-        from starlette.datastructures import Headers
-
-        from lib.chat.metering import Usage, begin, lane_of, remember_lane
-        from lib.chat.replay import call_async
-        from lib.chat.settlement import runtime, settle_async
-        from lib.chat.token_bounds import prompt_token_bound
-        from lib.core.config import get_settings
-        from lib.core.db_async import InLane, get_async_database
-
         settings, db = get_settings(), get_async_database()
         m = await call_async(begin, InLane(db, lane_of(self.caller)), self.caller, self.body, BODY,
                              request_id=str(uuid.uuid4()), endpoint="/v1/chat/completions", headers=Headers(),
@@ -128,7 +120,7 @@ class Metering:
                              prompt_bound=prompt_token_bound(BODY))
         remember_lane(self.caller, m)
         runtime(settings)[2].add(m.request_id)
-        await settle_async(get_async_database(), settings, m, status="succeeded", http_status=200,
+        await settle_async(db, settings, m, status="succeeded", http_status=200,
                            usage=Usage(prompt_tokens=20, completion_tokens=10))
 
     def run(self, concurrency: int, total: int) -> Result:

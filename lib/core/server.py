@@ -278,3 +278,13 @@ def serve_asgi(app_factory: str, host: str, port: int, *, workers: int) -> None:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         uvicorn.Server(config).run()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind `tollbooth serve` runs on: uvloop's when installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import httptools
 
-from lib.core.server import json_error_bytes
+from lib.core.server import json_error_bytes, new_event_loop
 
 MAX_BODY = 64 * 1024 * 1024
 
@@ -215,7 +215,7 @@ class FakeHttpServer:
         failure: list[BaseException] = []
 
         def run() -> None:
-            loop = _new_loop()
+            loop = new_event_loop()
             try:
                 loop.run_until_complete(self._run(host, port, self._ready.set))
             except BaseException as exc:  # reported to start()'s caller
@@ -232,7 +232,7 @@ class FakeHttpServer:
         return self.address
 
     def serve_forever(self, host: str, port: int, on_ready: Callable[[], None] = lambda: None) -> None:
-        loop = _new_loop()
+        loop = new_event_loop()
         try:
             loop.run_until_complete(self._run(host, port, on_ready))
         finally:
@@ -249,14 +249,3 @@ class FakeHttpServer:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = self._loop = None
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
-
-

@@ -40,6 +40,12 @@ class RecordingTransport:
         return f"extra:{name}"
 
 
+def _wrapped() -> tuple[RecordingTransport, CoalescingTransport]:
+    """A recording transport and the coalescing one around it (in a running loop)."""
+    raw = RecordingTransport()
+    return raw, CoalescingTransport(raw)  # type: ignore[arg-type]  # stands in for a transport
+
+
 async def _turn() -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
@@ -47,8 +53,7 @@ async def _turn() -> None:
 
 def test_writes_of_one_turn_leave_as_one_send_when_the_turn_ends():
     async def go() -> None:
-        raw = RecordingTransport()
-        t = CoalescingTransport(raw)  # type: ignore[arg-type]
+        raw, t = _wrapped()
         t.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
         t.write(memoryview(b"{}"))
         t.write(b"")
@@ -68,16 +73,14 @@ def test_writes_of_one_turn_leave_as_one_send_when_the_turn_ends():
 
 def test_close_sends_what_is_pending_first_and_abort_drops_it():
     async def go() -> None:
-        raw = RecordingTransport()
-        t = CoalescingTransport(raw)  # type: ignore[arg-type]
+        raw, t = _wrapped()
         t.write(b"last words")
         t.close()
         assert (raw.sent, raw.closed) == ([b"last words"], True), "flushed, then closed"
         await _turn()
         assert raw.sent == [b"last words"], "the scheduled flush finds nothing left"
 
-        raw2 = RecordingTransport()
-        t2 = CoalescingTransport(raw2)  # type: ignore[arg-type]
+        raw2, t2 = _wrapped()
         t2.write(b"never")
         t2.abort()
         await _turn()
@@ -88,8 +91,7 @@ def test_close_sends_what_is_pending_first_and_abort_drops_it():
 
 def test_a_write_to_a_connection_closed_meanwhile_is_dropped():
     async def go() -> None:
-        raw = RecordingTransport()
-        t = CoalescingTransport(raw)  # type: ignore[arg-type]
+        raw, t = _wrapped()
         t.write(b"too late")
         raw.closed = True  # the peer went away before the turn ended
         await _turn()
