@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import MISSING, dataclass, field, fields
-from decimal import Decimal
+from dataclasses import MISSING, dataclass, field, fields, replace
+from decimal import ROUND_CEILING, Decimal, localcontext
 from functools import cache
 from typing import Any, Literal, Protocol, TypeVar, get_args
 
@@ -111,6 +111,38 @@ def _from_sql(cls: type[T], answer: Any, fn: str) -> T:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What `finish_chat_request` prices a call at (begin answers it with the grant):
+    the same arithmetic as private.usage_cost_usd and private.usd_to_credits, exact, so
+    the proxy can tell the client its balance after settlement before the settlement
+    returns. The database's charge is the one that counts."""
+
+    input_usd_per_1m: Decimal
+    cached_input_usd_per_1m: Decimal
+    output_usd_per_1m: Decimal
+    credit_multiplier: Decimal
+    credits_per_usd: Decimal
+
+    @classmethod
+    def from_sql(cls, answer: Any) -> Price:
+        if not isinstance(answer, dict):
+            raise TollboothError(f"begin_chat_request answered a price that is {type(answer).__name__}")
+        try:
+            return cls(**{f.name: Decimal(str(answer[f.name])) for f in fields(cls)})
+        except (KeyError, ArithmeticError) as exc:
+            raise TollboothError(f"begin_chat_request answered a price without a decimal {exc}") from exc
+
+    def credits(self, usage: Usage) -> int:
+        """The credits `usage` costs (rounded up, as usd_to_credits does)."""
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        with localcontext(prec=80):
+            cost = (max(usage.prompt_tokens - cached, 0) * self.input_usd_per_1m
+                    + cached * self.cached_input_usd_per_1m
+                    + usage.completion_tokens * self.output_usd_per_1m) / 1_000_000
+            return int((cost * self.credits_per_usd * self.credit_multiplier).to_integral_value(ROUND_CEILING))
+
+
+@dataclass(frozen=True)
 class Grant:
     """What `public.begin_chat_request` answers: the reservation and who pays."""
 
@@ -126,10 +158,22 @@ class Grant:
     limit_capped: bool
     # x-ratelimit-* headers for a key with rpm/tpm limits (None without)
     ratelimit: dict[str, str] | None = None
+    # what finish prices the usage at (None from a database older than migration chat_price)
+    price: Price | None = None
 
     @classmethod
     def from_sql(cls, answer: Any) -> Grant:
-        return _from_sql(cls, answer, "begin_chat_request")
+        grant = _from_sql(cls, answer, "begin_chat_request")
+        return replace(grant, price=Price.from_sql(grant.price)) if grant.price is not None else grant
+
+    def remaining_after(self, usage: Usage) -> int | None:
+        """The balance once this call is settled at `usage`, as of its reservation
+        (finish_chat_request caps a charge above the hold at the balance); None
+        without a price."""
+        if self.price is None:
+            return None
+        charge = min(self.price.credits(usage), self.reserved + self.remaining)
+        return self.remaining + self.reserved - charge
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ they arrive, always asking upstream for the usage chunk and passing it on only i
 client asked; settle when the stream ends. If the client goes away mid-stream, keep
 reading upstream (bounded) for the usage; without it, charge an estimate and mark the
 usage row estimated. Upstream 4xx is relayed; 5xx, timeouts and connection errors
-become 502/504. Every failure before output releases the reservation.
+become 502/504. Every failure before output releases the reservation, before its error
+is answered. A successful call's settlement is journaled and sent behind its answer
+(lib.chat.settlement.settle_behind): the client does not wait for it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import httpx
 
 from lib.chat import http1
 from lib.chat.metering import Metered, Usage, UsageStatus, estimated_usage
-from lib.chat.settlement import runtime, settle_async
+from lib.chat.settlement import runtime, settle_async, settle_behind
 from lib.chat.sse import StreamMeter, async_sse_events
 from lib.chat.upstream import async_upstream_client, chat_request
 from lib.core.config import Settings
@@ -125,10 +127,13 @@ async def _relay_json(db: AsyncDatabase, settings: Settings, m: Metered, resp: h
     if usage is None:
         usage = estimated_usage(m, _content_tokens_guess(payload))
     upstream_id = payload.get("id") if isinstance(payload, dict) else None
-    result = await settle_async(db, settings, m, status="succeeded", http_status=200, usage=usage,
-                                estimated=estimated, upstream_id=upstream_id)
-    # settled, or kept in the outbox to be settled when the database is back
-    remaining = result.remaining if result else m.grant.remaining
+    remaining = m.grant.remaining_after(usage)
+    if remaining is None or not settle_behind(db, settings, m, usage=usage, estimated=estimated,
+                                              upstream_id=upstream_id):
+        result = await settle_async(db, settings, m, status="succeeded", http_status=200, usage=usage,
+                                    estimated=estimated, upstream_id=upstream_id)
+        # settled, or kept in the outbox to be settled when the database is back
+        remaining = result.remaining if result else m.grant.remaining
     return Reply(200, _headers(m, remaining, upstream_s, resp.headers), content)
 
 
@@ -186,6 +191,9 @@ async def _settle_stream(db: AsyncDatabase, settings: Settings, m: Metered, mete
     usage, estimated = meter.usage, False
     if usage is None:
         usage, estimated = estimated_usage(m, meter.chunks), True
+    if status == "succeeded" and settle_behind(db, settings, m, usage=usage, estimated=estimated,
+                                                        upstream_id=meter.upstream_id):
+        return  # the stream ends now; its settlement follows it
     try:
         await settle_async(db, settings, m, status=status, http_status=200, usage=usage, estimated=estimated,
                            upstream_id=meter.upstream_id)

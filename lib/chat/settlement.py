@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lib.chat.journal import FINISH, Journal, drain_orphans
+from lib.chat.journal import FINISH, Journal, Segment, drain_orphans
 from lib.chat.metering import Metered, Settlement, Usage, UsageStatus, finish_args
-from lib.core.config import Settings
+from lib.core.config import Settings, get_settings
 from lib.core.db import Database, get_database
 from lib.core.db_async import AsyncDatabase, get_async_database
 from lib.core.errors import ServiceUnavailable, TollboothError
@@ -243,8 +243,13 @@ def journal(settings: Settings) -> Journal | None:
 
 
 async def close_journals() -> None:
-    """Shutdown: confirm what this loop's journals hold (the rest waits for the next start)."""
+    """Shutdown: let the settlements sent behind their answers return (for as long as a
+    settlement may retry), then confirm what this loop's journals hold (the rest waits
+    for the next start)."""
     loop = asyncio.get_running_loop()
+    behind = [t for t in _behind if t.get_loop() is loop]
+    if behind:
+        await asyncio.wait(behind, timeout=get_settings().settle_inline_seconds + 1)
     for j in list(_journals.values()):
         if j.runs_in(loop):
             await j.close(get_async_database())
@@ -300,26 +305,63 @@ async def settle_async(db: AsyncDatabase, settings: Settings, m: Metered, *, sta
     organization's account row through the WAL flush; it is journaled first and made
     durable with the rest of its interval (lib.chat.journal), or, with the journal off,
     flush_metering sent right behind it returns once it is durable (migration chat_flush)."""
-    leases = runtime(settings)[2]
     args = finish_args(m, status=status, http_status=http_status, usage=usage, estimated=estimated,
                        upstream_id=upstream_id, error=error)
     book = journal(settings) if db.pipelined else None
     segment = book.record(db, m.request_id, args) if book is not None else None
     if segment is not None:
-        calls = [(FINISH, {**args, "flush_follows": True})]
-    elif db.pipelined:
-        calls = [(FINISH, {**args, "flush_follows": True}), (FLUSH, {})]
-    else:
-        calls = [(FINISH, args)]
+        return await _settle_journaled(db, settings, m, args, segment)
+    calls = [(FINISH, {**args, "flush_follows": True}), (FLUSH, {})] if db.pipelined else [(FINISH, args)]
+    return await _settle_calls(db, settings, m, args, calls)
+
+
+def settle_behind(db: AsyncDatabase, settings: Settings, m: Metered, *, usage: Usage, estimated: bool = False,
+                  upstream_id: str | None = None) -> bool:
+    """Settle a successful call behind its answer: journal the settlement (which makes
+    it survive either side crashing, as in `settle_async`) and send it from a task of
+    its own, in its organization's lane, so the answer need not wait for it. False, with
+    nothing done, when it cannot be journaled (the journal is off or unwritable): the
+    caller awaits `settle_async` instead."""
+    book = journal(settings) if db.pipelined else None
+    if book is None:
+        return False
+    args = finish_args(m, status="succeeded", http_status=200, usage=usage, estimated=estimated,
+                       upstream_id=upstream_id)
+    segment = book.record(db, m.request_id, args)
+    if segment is None:
+        return False
+    task = asyncio.get_running_loop().create_task(_settle_quietly(db, settings, m, args, segment))
+    _behind.add(task)
+    task.add_done_callback(_behind.discard)
+    return True
+
+
+# the settlements sent behind their answers and not yet returned (close_journals awaits them)
+_behind: set[asyncio.Task[None]] = set()
+
+
+async def _settle_quietly(db: AsyncDatabase, settings: Settings, m: Metered, args: dict[str, Any],
+                          segment: Segment) -> None:
+    """A settlement nobody awaits: what goes wrong is logged (the journal still holds it)."""
     try:
-        return await _settle_calls(db, settings, m, args, calls, leases)
+        await _settle_journaled(db, settings, m, args, segment)
+    except TollboothError:  # not transient (those go to the outbox): a contract break, loudly
+        log.exception("could not settle request %s", m.request_id)
+    except OSError:
+        log.exception("could not settle request %s nor write it to the outbox", m.request_id)
+
+
+async def _settle_journaled(db: AsyncDatabase, settings: Settings, m: Metered, args: dict[str, Any],
+                            segment: Segment) -> Settlement | None:
+    try:
+        return await _settle_calls(db, settings, m, args, [(FINISH, {**args, "flush_follows": True})])
     finally:
-        if segment is not None:
-            Journal.returned(segment)
+        Journal.returned(segment)
 
 
 async def _settle_calls(db: AsyncDatabase, settings: Settings, m: Metered, args: dict[str, Any],
-                        calls: list[tuple[str, dict[str, Any]]], leases: Leases) -> Settlement | None:
+                        calls: list[tuple[str, dict[str, Any]]]) -> Settlement | None:
+    leases = runtime(settings)[2]
     delays = _retry_delays(settings)
     while True:
         try:

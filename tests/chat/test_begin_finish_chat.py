@@ -64,8 +64,11 @@ def test_key_auth_reserves_for_the_keys_org(conn, cast, key):
     assert result == {"org_id": str(cast.team), "api_key_id": key["id"], "project_id": None,
                       "user_id": str(cast.owner.id), "plan_id": "free", "model": "gpt-4o-mini", "reserved": hold,
                       "remaining": 1000 - hold, "completion_tokens_limit": 100, "limit_capped": False,
-                      "ratelimit": None}, \
-        f"the key's org is billed and the key's creator is the user, got {result}"
+                      "ratelimit": None,
+                      "price": {"input_usd_per_1m": "0.150000", "cached_input_usd_per_1m": "0.075000",
+                                "output_usd_per_1m": "0.600000", "credit_multiplier": "1.0000",
+                                "credits_per_usd": "1000"}}, \
+        f"the key's org is billed and the key's creator is the user, and finish's price, got {result}"
     r = reservation(conn, "b-key")
     assert (r["org_id"], r["amount"], r["status"]) == (cast.team, hold, "open"), "the hold is an open reservation"
     assert balance(conn, cast.team) == 1000 - hold, "the team's balance paid the hold"

@@ -62,9 +62,27 @@ class Stack:
         raise AssertionError(f"expected {count} usage rows for {org}, got {len(self.usage(org))}")
 
     def post(self, path: str = "/v1/chat/completions", *, token: str, json: dict, headers: dict | None = None,
-             timeout: float = 30) -> httpx.Response:
-        return httpx.post(f"{self.base}{path}", json=json, timeout=timeout,
-                          headers={"authorization": f"Bearer {token}", **(headers or {})})
+             timeout: float = 30, settled: bool = True) -> httpx.Response:
+        """POST as `token`; a successful metered call's settlement follows its answer
+        (lib.chat.settlement.settle_behind), so by default this waits for it too, as a
+        test reading the ledger next needs (`settled=False`: the answer alone)."""
+        r = httpx.post(f"{self.base}{path}", json=json, timeout=timeout,
+                       headers={"authorization": f"Bearer {token}", **(headers or {})})
+        if settled and r.status_code == 200 and "x-request-id" in r.headers:
+            self.wait_settled(r.headers["x-request-id"])
+        return r
+
+    def wait_settled(self, request_id: str, timeout: float = 10.0) -> None:
+        """Until the request's reservation is closed (or there is none)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self.sql.execute("select status from public.credit_reservations where request_id = %s",
+                                   (request_id,)).fetchone()
+            if row is None or row[0] != "open":
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{request_id} was answered but not settled within {timeout} s")
+            time.sleep(0.005)
 
 
 def chat_body(text: str = "hello there tollbooth please say many words back to me so that limits matter here", **kw) -> dict:
