@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 import threading
 import time
 import uuid
@@ -24,10 +26,12 @@ from lib.core.config import Settings
 from lib.core.db_async import AsyncPsycopgDatabase
 from tests.support.chat import Stack, chat_body
 from tests.support.credits import assert_consistent, balance
-from tests.support.faults import assert_charged_once
+from tests.support.faults import assert_charged_once, serve_process
 from tests.support.metering import begin
 from tests.support.personas import make_user, personal_org
 from tests.support.pg import scalar
+from tests.support.secrets import JWT_SECRET, OPENAI_API_KEY
+from tests.support.server import env
 
 PRICE_COLUMNS = "input_usd_per_1m::text, cached_input_usd_per_1m::text, output_usd_per_1m::text, credit_multiplier::text"
 
@@ -145,6 +149,46 @@ def test_answers_before_their_settlements_keep_one_clients_calls_in_order(stack)
     paid = [int(r.headers["x-credits-remaining"]) for r in answers if r.status_code == 200]
     assert paid == sorted(paid, reverse=True) and paid[-1] == stack.balance(org) >= 0, paid
     stack.assert_ledger_consistent(org)
+
+
+def test_a_server_killed_between_answer_and_settlement_is_charged_once_by_the_next_drain(fresh_dsn, upstream,
+                                                                                       tmp_path: Path):
+    """`kill -9` after a call was answered and before its settlement landed (the account
+    row is held, so it cannot): the dead process's journal holds the call, and
+    `tollbooth chat drain-outbox` (as the next start's drainer) charges it once, at what
+    its answer said."""
+    from lib.cli import main
+    from lib.core.db import set_database
+
+    outbox = tmp_path / "outbox"
+    proc, base = serve_process({"DATABASE_URL": fresh_dsn, "SUPABASE_URL": "", "OPENAI_BASE_URL": upstream.base_url,
+                                "OPENAI_API_KEY": OPENAI_API_KEY, "SUPABASE_JWT_SECRET": JWT_SECRET,
+                                "METERING_OUTBOX_DIR": str(outbox)})
+    try:
+        with psycopg.connect(fresh_dsn, autocommit=True) as sql:
+            stack = Stack(base, sql, upstream)
+            org, key, _ = _keyed(stack)
+            upstream.default_headers = {"x-fake-delay-ms": "300"}
+            with HeldAccount(fresh_dsn, org, after=0.1, hold=2.5) as held:
+                r = stack.post(token=key, json=chat_body(max_tokens=8), settled=False)
+                assert r.status_code == 200 and held.locked_at and not held.released_at
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            assert stack.usage(org) == [], "the killed process never settled it"
+            assert list((outbox / "journal").glob("*.jsonl")), "its journal holds it"
+            with env(DATABASE_URL=fresh_dsn, METERING_OUTBOX_DIR=str(outbox)):
+                set_database(None)
+                try:
+                    assert main(["chat", "drain-outbox"]) == 0
+                finally:
+                    set_database(None)
+            assert_charged_once(sql, org, [r.headers["x-request-id"]])
+            assert stack.balance(org) == int(r.headers["x-credits-remaining"]), "charged what the answer said"
+            assert not list((outbox / "journal").glob("*.jsonl"))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def test_shutdown_waits_for_the_settlements_behind_their_answers(fresh_dsn, tmp_path: Path, monkeypatch):
