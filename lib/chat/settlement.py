@@ -11,7 +11,8 @@ a reservation released meanwhile because its lease lapsed is still charged (late
 
 With the settlement journal on (lib.chat.journal, the default for the async proxy), a
 settlement is journaled before it is sent and made durable with the others of its
-interval, instead of waiting for a WAL flush of its own.
+interval, instead of waiting for a WAL flush of its own; a successful call's settlement
+is then sent behind its answer (`settle_behind`), and shutdown waits for those.
 
 `Leases` renews the reservations of this process's live requests in one round trip
 every third of a lease, so a request that lives for ten minutes keeps its hold while
