@@ -308,8 +308,7 @@ async def settle_async(db: AsyncDatabase, settings: Settings, m: Metered, *, sta
     flush_metering sent right behind it returns once it is durable (migration chat_flush)."""
     args = finish_args(m, status=status, http_status=http_status, usage=usage, estimated=estimated,
                        upstream_id=upstream_id, error=error)
-    book = journal(settings) if db.pipelined else None
-    segment = book.record(db, m.request_id, args) if book is not None else None
+    segment = _journaled(db, settings, m.request_id, args)
     if segment is not None:
         return await _settle_journaled(db, settings, m, args, segment)
     calls = [(FINISH, {**args, "flush_follows": True}), (FLUSH, {})] if db.pipelined else [(FINISH, args)]
@@ -323,18 +322,22 @@ def settle_behind(db: AsyncDatabase, settings: Settings, m: Metered, *, usage: U
     its own, in its organization's lane, so the answer need not wait for it. False, with
     nothing done, when it cannot be journaled (the journal is off or unwritable): the
     caller awaits `settle_async` instead."""
-    book = journal(settings) if db.pipelined else None
-    if book is None:
-        return False
     args = finish_args(m, status="succeeded", http_status=200, usage=usage, estimated=estimated,
                        upstream_id=upstream_id)
-    segment = book.record(db, m.request_id, args)
+    segment = _journaled(db, settings, m.request_id, args)
     if segment is None:
         return False
     task = asyncio.get_running_loop().create_task(_settle_quietly(db, settings, m, args, segment))
     _behind.add(task)
     task.add_done_callback(_behind.discard)
     return True
+
+
+def _journaled(db: AsyncDatabase, settings: Settings, request_id: str, args: dict[str, Any]) -> Segment | None:
+    """The journal segment this settlement was appended to; None when the database does
+    not pipeline, or the journal is off or cannot be written."""
+    book = journal(settings) if db.pipelined else None
+    return book.record(db, request_id, args) if book is not None else None
 
 
 # the settlements sent behind their answers and not yet returned (close_journals awaits them)

@@ -45,9 +45,7 @@ BAD_BODIES = {
 
 @pytest.fixture
 def payer(stack):
-    owner = stack.user("owner")
-    org = stack.team(owner)
-    return org, stack.key(owner, org)["key"]
+    return stack.keyed_team()
 
 
 @pytest.mark.parametrize("name", list(BAD_BODIES))

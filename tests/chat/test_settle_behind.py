@@ -107,9 +107,8 @@ class HeldAccount:
 
 
 def _keyed(stack: Stack):
-    owner = stack.user("owner")
-    org = stack.team(owner)
-    return org, stack.key(owner, org)["key"], stack.balance(org)
+    org, key = stack.keyed_team()
+    return org, key, stack.balance(org)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

@@ -35,10 +35,7 @@ def faulty_stack(fresh_dsn, upstream, outbox: Path, **settings):
 
 
 def _team(stack, credits=100_000):
-    owner = stack.user("owner")
-    org = stack.team(owner)
-    stack.set_balance(org, credits)
-    return org, stack.key(owner, org)["key"]
+    return stack.keyed_team(credits)
 
 
 def _call(stack, key, stream: bool, i: int) -> tuple[int, str, str]:

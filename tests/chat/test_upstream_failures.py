@@ -13,9 +13,8 @@ from tests.support.server import running_server
 
 
 def _setup(stack):
-    owner = stack.user("owner")
-    org = stack.team(owner)
-    return org, stack.key(owner, org)["key"], stack.balance(org)
+    org, key = stack.keyed_team()
+    return org, key, stack.balance(org)
 
 
 def test_upstream_4xx_is_relayed_and_released(stack):

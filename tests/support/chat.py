@@ -35,6 +35,15 @@ class Stack:
     def key(self, person: Person, org, **kw) -> dict:
         return create_key(self.sql, person, org, **kw)
 
+    def keyed_team(self, credits: int | None = None) -> tuple:
+        """A team of one owner and an API key of theirs: (org, key plaintext), with
+        exactly `credits` when given."""
+        owner = self.user("owner")
+        org = self.team(owner)
+        if credits is not None:
+            self.set_balance(org, credits)
+        return org, self.key(owner, org)["key"]
+
     def jwt(self, person: Person) -> str:
         return access_token(person)
 
