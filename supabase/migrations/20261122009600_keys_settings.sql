@@ -20,8 +20,8 @@
 /**
  * Trigger (any writer of api_keys): a key's settings keep the rules its CHECK
  * constraints held; NULL passes, as it did a CHECK. The first rule broken is raised as
- * that constraint's check_violation. Named to run after the other BEFORE triggers, as a
- * CHECK would.
+ * that constraint's check_violation (private.raise_check_violation). Named to run after
+ * the other BEFORE triggers, as a CHECK would.
  */
 create or replace function private.check_api_key_settings()
 returns trigger
@@ -43,8 +43,7 @@ declare
   end;
 begin
   if broken is not null then
-    raise exception 'new row for relation "api_keys" violates check constraint "%"', broken
-      using errcode = 'check_violation', constraint = broken, schema = 'public', table = 'api_keys';
+    perform private.raise_check_violation('api_keys', broken);
   end if;
   return new;
 end;

@@ -18,8 +18,8 @@
 /**
  * Trigger (any writer of credit_reservations): the rules its CHECK constraints held;
  * NULL passes, as it did a CHECK. The first rule broken is raised as that constraint's
- * check_violation. Named to run after the table's other BEFORE triggers, as a CHECK
- * would.
+ * check_violation (private.raise_check_violation). Named to run after the table's other
+ * BEFORE triggers, as a CHECK would.
  */
 create or replace function private.check_reservation_row()
 returns trigger
@@ -36,8 +36,7 @@ declare
   end;
 begin
   if broken is not null then
-    raise exception 'new row for relation "credit_reservations" violates check constraint "%"', broken
-      using errcode = 'check_violation', constraint = broken, schema = 'public', table = 'credit_reservations';
+    perform private.raise_check_violation('credit_reservations', broken);
   end if;
   return new;
 end;

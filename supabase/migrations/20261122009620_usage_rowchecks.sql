@@ -16,7 +16,8 @@
 
 /**
  * Trigger (any writer of usage_events): the rules its CHECK constraints held. The first
- * rule broken is raised as that constraint's check_violation.
+ * rule broken is raised as that constraint's check_violation
+ * (private.raise_check_violation).
  */
 create or replace function private.check_usage_event_row()
 returns trigger
@@ -35,8 +36,7 @@ declare
   end;
 begin
   if broken is not null then
-    raise exception 'new row for relation "usage_events" violates check constraint "%"', broken
-      using errcode = 'check_violation', constraint = broken, schema = 'public', table = 'usage_events';
+    perform private.raise_check_violation('usage_events', broken);
   end if;
   return new;
 end;

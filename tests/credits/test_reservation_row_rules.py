@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.support.pg import raises_sqlstate, scalar, snapshot
+from tests.support.pg import insert_row, raises_sqlstate, scalar, snapshot
 
 # (column, a value the rule refuses, the constraint named, a value at its edge it accepts)
 BROKEN = [
@@ -21,9 +21,8 @@ BROKEN = [
 
 
 def insert(conn, org, **row) -> None:
-    values = {"request_id": "req-rules", "org_id": org, "amount": 5, "expires_at": "2100-01-01", **row}
-    conn.execute(f"insert into public.credit_reservations ({', '.join(values)}) "
-                 f"values ({', '.join(['%s'] * len(values))})", list(values.values()))
+    insert_row(conn, "public.credit_reservations",
+               {"request_id": "req-rules", "org_id": org, "amount": 5, "expires_at": "2100-01-01", **row})
 
 
 @pytest.mark.parametrize("column,bad,constraint,edge", BROKEN)

@@ -79,6 +79,12 @@ def snapshot(conn: psycopg.Connection, *tables: str) -> dict[str, list[str]]:
     return {t: [r[0] for r in conn.execute(f"select x::text from {t} x order by 1").fetchall()] for t in tables}
 
 
+def insert_row(conn: psycopg.Connection, table: str, values: dict) -> None:
+    """One row into `table` (a trusted name), its columns and values from `values`."""
+    conn.execute(f"insert into {table} ({', '.join(values)}) values ({', '.join(['%s'] * len(values))})",
+                 list(values.values()))
+
+
 def scalar(conn: psycopg.Connection, sql: str, params=None):
     """The first column of the first row, read as superuser (None when there is no row)."""
     row = conn.execute(sql, params).fetchone()

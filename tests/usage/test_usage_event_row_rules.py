@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from tests.support.personas import make_user, personal_org
-from tests.support.pg import raises_sqlstate, scalar, snapshot
+from tests.support.pg import insert_row, raises_sqlstate, scalar, snapshot
 
 # (column, a value the rule refuses, the constraint named, a value at its edge it accepts)
 BROKEN = [
@@ -27,10 +27,9 @@ def org(conn):
 
 
 def insert(conn, org, **row) -> None:
-    values = {"org_id": org, "model": "gpt-4o-mini", "request_id": "req-rules", "status": "succeeded",
-              "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "credits": 1, **row}
-    conn.execute(f"insert into public.usage_events ({', '.join(values)}) "
-                 f"values ({', '.join(['%s'] * len(values))})", list(values.values()))
+    insert_row(conn, "public.usage_events",
+               {"org_id": org, "model": "gpt-4o-mini", "request_id": "req-rules", "status": "succeeded",
+                "prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "credits": 1, **row})
 
 
 @pytest.mark.parametrize("column,bad,constraint,edge", BROKEN)
