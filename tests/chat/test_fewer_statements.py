@@ -116,9 +116,12 @@ def test_the_active_users_view_is_the_rule_is_user_active_applies(conn):
         assert in_view == (how in ("active", "past_ban")), how
 
 
-def test_the_active_users_view_is_not_for_api_roles(conn):
+@pytest.mark.parametrize("relation", ["private.active_users", "private.metering_settings"])
+def test_the_new_private_relations_are_not_for_api_roles(conn, relation):
     for role in ("anon", "authenticated"):
-        assert not scalar(conn, "select has_table_privilege(%s, 'private.active_users', 'select')", (role,))
+        for privilege in ("select", "insert", "update", "delete"):
+            assert not scalar(conn, "select has_table_privilege(%s, %s, %s)", (role, relation, privilege)), \
+                (role, privilege)
 
 
 def metering_row(conn) -> tuple:
