@@ -1,7 +1,7 @@
 /**
  * Tenancy, part 3: who is active, as a view a query can join (issue 8).
  *
- * private.is_user_active is a SECURITY DEFINER function, which Postgres cannot inline:
+ * private.is_user_active runs with its owner's rights, so Postgres cannot inline it:
  * a query that asks it for every owner of an organization runs one function call, with
  * its own executor, per owner. The rule now lives in the view private.active_users,
  * which any query joins like a table (the planner expands it); is_user_active answers
@@ -12,8 +12,8 @@
 
 /**
  * The users who may use the product at all: a profile that is not banned, is active,
- * and whose auth user is neither banned (banned_until) nor deleted. Only SECURITY
- * DEFINER code reads it (private is not granted to API roles).
+ * and whose auth user is neither banned (banned_until) nor deleted. Only functions
+ * running with their owner's rights read it: no API role has a privilege on it.
  */
 create or replace view private.active_users as
   select p.id
@@ -40,3 +40,4 @@ set search_path = ''
 as $$
   select exists (select 1 from private.active_users a where a.id = is_user_active.uid);
 $$;
+grant execute on function private.is_user_active(uuid) to authenticated, service_role;

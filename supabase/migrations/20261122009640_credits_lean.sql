@@ -24,6 +24,9 @@ create index credit_ledger_grant_id_idx on public.credit_ledger (grant_id) where
 
 -- Section - Private helpers
 
+-- its two callers (post_ledger, hold_credits) now write their ledger row themselves
+drop function if exists private.append_ledger(uuid, public.credit_entry_kind, bigint, bigint, bigint, text, text);
+
 /**
  * Moves the balance of an already locked account by `delta` (and what is held by
  * `reserved_delta`) in one update, and appends the ledger row. The balance check

@@ -28,7 +28,7 @@
  * The metering settings of private.app_settings in one row, kept by a trigger on it
  * (private.app_settings stays the one place they are set): reading three keys there
  * takes an aggregate over an index scan, about twice a one-row read, twice per call.
- * Read only by SECURITY DEFINER code.
+ * Read only by functions that run with their owner's rights.
  */
 create table if not exists private.metering_settings (
   only_row boolean primary key default true constraint metering_settings_one_row check (only_row),
