@@ -211,7 +211,8 @@ class AsyncPsycopgDatabase:
         self.statement_timeout_ms = statement_timeout_ms
         self.pool = ConnectionPool(dsn, max_size=pool_size, timeout=connect_timeout,
                                    statement_timeout_ms=statement_timeout_ms)
-        self.lanes: Lanes[PreparedCall, db_prepared.Outcome] = Lanes(self._send, stalled=_waited_for_a_lock)
+        self.lanes: Lanes[PreparedCall, db_prepared.Outcome] = Lanes(self._open_conveyor, self._send,
+                                                                     stalled=_waited_for_a_lock)
 
     pipelined = True
 
@@ -233,7 +234,7 @@ class AsyncPsycopgDatabase:
             queries = [rpc_sql(fn, args) for fn, args in calls]
             return await self._on_connection(
                 lambda conn: _run_one(conn, queries[0]) if len(queries) == 1 else _run_pipeline(conn, queries))
-        outcomes = await (self._send(prepared) if lane is None else self.lanes.run(lane, prepared))
+        outcomes = await (self._send(prepared) if lane is None else self._in_lane(lane, prepared))
         for _, error in outcomes:
             if error is not None:
                 raise sync_db.map_psycopg_error(error) from error
@@ -250,6 +251,35 @@ class AsyncPsycopgDatabase:
             return outcomes
 
         return await self._on_connection(work)
+
+    async def _in_lane(self, lane: Hashable, prepared: list[PreparedCall]) -> list[db_prepared.Outcome]:
+        """Prepared calls on their lane's conveyor; a conveyor whose connection died under
+        them runs them once more on a checked one (as `_on_connection` does)."""
+        for attempt in (1, 2):
+            try:
+                outcomes = await self.lanes.run(lane, prepared)
+            except psycopg.Error as exc:
+                if attempt == 1 and sync_db.connection_lost(exc):
+                    self.pool.suspect_since = time.monotonic()
+                    continue
+                raise sync_db.map_psycopg_error(exc) from exc
+            if attempt == 1 and any(error is not None and sync_db.connection_lost(error) for _, error in outcomes):
+                self.pool.suspect_since = time.monotonic()
+                continue
+            return outcomes
+        raise ServiceUnavailable("database unreachable")  # pragma: no cover
+
+    async def _open_conveyor(self) -> db_prepared.Conveyor:
+        """A pooled connection in pipeline mode for a lane, given back when the lane is idle."""
+        try:
+            conn = await self.pool.get()
+        except (TimeoutError, psycopg.Error) as exc:  # every connection busy, or the database is away
+            raise ServiceUnavailable("database unreachable") from exc
+        try:
+            return db_prepared.Conveyor(conn, give_back=self.pool.put)
+        except BaseException:
+            self.pool.put(conn)
+            raise
 
     async def _on_connection(self, work: Callable[[AsyncConn], Awaitable[T]]) -> T:
         """`work` on a pooled connection; a connection that died under it runs it once

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -125,16 +126,192 @@ class _Call:
     __slots__ = ("error", "name", "prepare", "value")
 
     def __init__(self, name: bytes, prepare: bool):
-        self.name, self.prepare = name, prepare
+        self.name, self.prepare = name, prepare  # prepare: its prepare's result comes first
         self.value: Any = None
         self.error: psycopg.Error | None = None
 
 
 Outcome = tuple[Any, psycopg.Error | None]
+Call = tuple[str, list[Param], tuple[str, ...]]
 
 
-async def run_each(conn: psycopg.AsyncConnection[Any], calls: list[tuple[str, list[Param], tuple[str, ...]]]
-                   ) -> list[Outcome]:
+class Conveyor:
+    """A connection in pipeline mode that takes calls while earlier ones still run.
+
+    `send` writes its calls at once, behind those in flight (each prepared first when
+    this connection has not prepared its statement, then a Sync: its own transaction),
+    and answers a future of their (value, error), set when the last of them returned:
+    the server runs what it is sent back to back, with no round trip between one
+    caller's calls and the next's. One reader task takes the results in the order sent
+    while anything is in flight; `on_answered` gets each send's outcomes as they come
+    (None when the connection failed).
+    A connection that fails mid-exchange (the server gone, or `abort`) is closed and
+    every send in flight gets the error: nothing else may use it. `release` ends
+    pipeline mode once nothing is in flight and gives the connection back."""
+
+    __slots__ = ("_calls", "_encoding", "_give_back", "_groups", "_pg", "_poked", "_prepared", "_preparing", "_reader",
+                 "_writer", "conn", "error", "on_answered")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any],
+                 give_back: Callable[[psycopg.AsyncConnection[Any]], None] | None = None):
+        self.conn, self._give_back = conn, give_back
+        self._pg = conn.pgconn
+        self._encoding = conn.info.encoding
+        self._prepared = _prepared.setdefault(conn, set())
+        self._preparing: set[bytes] = set()
+        self._calls: deque[_Call] = deque()  # sent and not yet answered, in order
+        self._groups: deque[tuple[list[_Call], asyncio.Future[list[Outcome]]]] = deque()
+        self._reader: asyncio.Task[None] | None = None
+        self._poked: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+        self.on_answered: Callable[[list[Outcome] | None], None] | None = None
+        self._pg.enter_pipeline_mode()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._calls)
+
+    @property
+    def broken(self) -> bool:
+        return self.error is not None
+
+    def send(self, calls: list[Call]) -> asyncio.Future[list[Outcome]]:
+        if self.error is not None:
+            raise self.error
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[list[Outcome]] = loop.create_future()
+        group: list[_Call] = []
+        pg = self._pg
+        try:
+            for fn, params, arg_names in calls:
+                name, sql = _statement(fn, arg_names)
+                call = _Call(name, name not in self._prepared and name not in self._preparing)
+                if call.prepare:
+                    pg.send_prepare(name, sql)
+                    self._preparing.add(name)
+                pg.send_query_prepared(name, params)
+                pg.pipeline_sync()
+                group.append(call)
+            self._calls.extend(group)
+            self._groups.append((group, answered))
+            if pg.flush() and self._writer is None:
+                self._writer = loop.create_task(self._write())
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        if self._reader is None:
+            self._reader = loop.create_task(self._read())
+        return answered
+
+    def abort(self) -> None:
+        """Leave the exchange (a caller cancelled mid-call): the connection is closed."""
+        self._fail(psycopg.OperationalError("the exchange was abandoned mid-call"))
+
+    def release(self) -> None:
+        """Nothing in flight: out of pipeline mode, and the connection to `give_back`
+        (which pools it, or closes a broken one)."""
+        if self.error is None:
+            if self._calls:
+                raise RuntimeError("a conveyor is released only when nothing is in flight")
+            try:
+                self._pg.exit_pipeline_mode()
+            except psycopg.Error as exc:
+                self._fail(exc)
+        if self._give_back is not None:
+            self._give_back(self.conn)
+
+    async def _write(self) -> None:
+        """The rest of a send the socket did not take at once."""
+        try:
+            while self.error is None and self._pg.flush():
+                await _wait(self._pg.socket, write=True)
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._writer = None
+        self._poke()  # flushing reads what arrived meanwhile: the reader looks again
+
+    def _poke(self) -> None:
+        if self._poked is not None:
+            _wake(self._poked)
+
+    async def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._poked = ready = loop.create_future()
+        fd = self._pg.socket
+        loop.add_reader(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+            self._poked = None
+
+    async def _read(self) -> None:
+        try:
+            while self._calls and self.error is None:
+                self._pg.consume_input()
+                self._take()
+                if self._calls and self.error is None:
+                    await self._readable()
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._reader = None
+
+    def _take(self) -> None:
+        """The results that arrived, in the order sent: per call, its prepare's (when
+        sent), its execution's, then its Sync, which answers its send when it is the last."""
+        pg = self._pg
+        while self._calls and not pg.is_busy():
+            result = pg.get_result()
+            if result is None:  # the end of one statement's results
+                continue
+            call, status = self._calls[0], result.status
+            if status == pq.ExecStatus.PIPELINE_SYNC:
+                self._calls.popleft()
+                group, answered = self._groups[0]
+                if group[-1] is call:
+                    self._groups.popleft()
+                    outcomes = [(c.value, c.error) for c in group]
+                    if not answered.done():
+                        answered.set_result(outcomes)
+                    if self.on_answered is not None:
+                        self.on_answered(outcomes)
+            elif call.prepare:
+                call.prepare = False
+                self._preparing.discard(call.name)
+                if status == pq.ExecStatus.COMMAND_OK:
+                    self._prepared.add(call.name)
+                else:
+                    call.error = error_from_result(result, self._encoding)
+            elif status == pq.ExecStatus.TUPLES_OK:
+                if result.ntuples:
+                    loader = Transformer(self.conn)
+                    loader.set_pgresult(result)
+                    call.value = loader.load_row(0, tuple)[0]
+            elif call.error is None:  # its own error, or aborted by its prepare's
+                call.error = error_from_result(result, self._encoding)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is not None:
+            return
+        self.error = exc if isinstance(exc, Exception) else psycopg.OperationalError(
+            "the exchange was abandoned mid-call")
+        self._pg.finish()  # mid-exchange: nothing else may use this connection
+        groups, self._groups = self._groups, deque()
+        self._calls.clear()
+        for _, answered in groups:
+            if not answered.done():
+                answered.set_exception(self.error)
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+        if self.on_answered is not None:
+            self.on_answered(None)
+
+
+async def run_each(conn: psycopg.AsyncConnection[Any], calls: list[Call]) -> list[Outcome]:
     """Each (function, encoded arguments, argument names) in order, each its own
     transaction, in one round trip. Answers each call's (value, error) once every call
     ran: the calls of several requests sent together each get their own answer. A
@@ -142,57 +319,11 @@ async def run_each(conn: psycopg.AsyncConnection[Any], calls: list[tuple[str, li
     then drops it."""
     if not calls:
         return []
-    pg = conn.pgconn
-    prepared = _prepared.setdefault(conn, set())
-    pending: list[_Call] = []
-    pg.enter_pipeline_mode()
+    conveyor = Conveyor(conn)
     try:
-        for fn, params, arg_names in calls:
-            name, sql = _statement(fn, arg_names)
-            call = _Call(name, name not in prepared and all(c.name != name for c in pending))
-            if call.prepare:
-                pg.send_prepare(name, sql)
-            pg.send_query_prepared(name, params)
-            pg.pipeline_sync()
-            pending.append(call)
-        while pg.flush():
-            await _wait(pg.socket, write=True)
-        await _read_results(conn, pending, prepared)
-        pg.exit_pipeline_mode()
+        outcomes = await conveyor.send(calls)
     except BaseException:
-        pg.finish()  # mid-exchange: nothing else may use this connection
+        conveyor.abort()
         raise
-    return [(call.value, call.error) for call in pending]
-
-
-async def _read_results(conn: psycopg.AsyncConnection[Any], pending: list[_Call], prepared: set[bytes]) -> None:
-    """The results in the order sent: per call, its prepare's (when sent), its
-    execution's, then its Sync."""
-    pg = conn.pgconn
-    encoding = conn.info.encoding
-    index, preparing = 0, pending[0].prepare
-    while index < len(pending):
-        pg.consume_input()
-        while index < len(pending) and not pg.is_busy():
-            result = pg.get_result()
-            if result is None:  # the end of one statement's results
-                continue
-            call, status = pending[index], result.status
-            if status == pq.ExecStatus.PIPELINE_SYNC:
-                index += 1
-                preparing = index < len(pending) and pending[index].prepare
-            elif preparing:
-                preparing = False
-                if status == pq.ExecStatus.COMMAND_OK:
-                    prepared.add(call.name)
-                else:
-                    call.error = error_from_result(result, encoding)
-            elif status == pq.ExecStatus.TUPLES_OK:
-                if result.ntuples:
-                    loader = Transformer(conn)
-                    loader.set_pgresult(result)
-                    call.value = loader.load_row(0, tuple)[0]
-            elif call.error is None:  # its own error, or aborted by its prepare's
-                call.error = error_from_result(result, encoding)
-        if index < len(pending):
-            await _wait(pg.socket)
+    conveyor.release()
+    return outcomes

@@ -1,8 +1,11 @@
-"""lib.core.lanes: one batch in flight per key; what arrives meanwhile goes next,
-together, each caller answered its own part (with a real database: test_async_pool)."""
+"""lib.core.lanes: a lane's calls go out at once on its one channel, behind those in
+flight, at most MAX_IN_FLIGHT of them; each caller is answered its own part; a broken
+channel fails only what it carried; a stalled lane opens (with a real database:
+test_async_pool, and the tests at the end)."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 import pytest
 
@@ -10,21 +13,86 @@ from lib.core import lanes
 from lib.core.lanes import Lanes
 
 
-class Sender:
-    """Records each batch; each waits for `release` (set by the test) before answering
-    every item doubled, or raising when an item is 'boom'."""
+class Channel:
+    """A channel whose sends the test answers, in order (`answer`): every item doubled,
+    or an error when an item is 'boom'."""
 
     def __init__(self) -> None:
-        self.batches: list[list[str]] = []
+        self.on_answered = None
+        self.sent: list[list[str]] = []
+        self.pending: deque[tuple[list[str], asyncio.Future[list[str]]]] = deque()
+        self.broken = False
+        self.released = False
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(items) for items, _ in self.pending)
+
+    def send(self, items: list[str]) -> asyncio.Future[list[str]]:
+        assert not self.broken and not self.released, "nothing is sent on a broken or released channel"
+        answered = asyncio.get_running_loop().create_future()
+        self.sent.append(list(items))
+        self.pending.append((list(items), answered))
+        return answered
+
+    def answer(self, count: int = 1) -> None:
+        for _ in range(count):
+            items, answered = self.pending.popleft()
+            answers = [item * 2 for item in items]
+            if not answered.done():
+                if "boom" in items:
+                    answered.set_exception(RuntimeError("the call failed"))
+                else:
+                    answered.set_result(answers)
+            if self.on_answered is not None:
+                self.on_answered(answers)
+
+    def break_(self) -> None:
+        self.broken = True
+        pending, self.pending = self.pending, deque()
+        for _, answered in pending:
+            if not answered.done():
+                answered.set_exception(ConnectionError("the channel broke"))
+        if self.on_answered is not None:
+            self.on_answered(None)
+
+    def release(self) -> None:
+        self.released = True
+
+
+class Opener:
+    """Opens a new Channel for each lane that needs one, once `gate` is set."""
+
+    def __init__(self) -> None:
+        self.channels: list[Channel] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail: Exception | None = None
+
+    async def __call__(self) -> Channel:
+        await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        self.channels.append(channel := Channel())
+        return channel
+
+
+class Alone:
+    """send_alone: records each call, answers it doubled once `release` is set."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
         self.release = asyncio.Event()
         self.release.set()
 
     async def __call__(self, items: list[str]) -> list[str]:
-        self.batches.append(list(items))
+        self.calls.append(list(items))
         await self.release.wait()
-        if "boom" in items:
-            raise RuntimeError("the batch failed")
         return [item * 2 for item in items]
+
+
+def _stalled(answers: list[str]) -> bool:
+    return "lockedlocked" in answers
 
 
 async def _settle() -> None:
@@ -36,137 +104,234 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def _held(first: list[str], stalled=None) -> tuple[Sender, Lanes, asyncio.Task]:
-    """A lane whose key "org" has the batch `first` sent and held in flight (until the
-    test sets `send.release`)."""
-    send = Sender()
-    lane = Lanes(send) if stalled is None else Lanes(send, stalled=stalled)
-    send.release.clear()
-    task = asyncio.create_task(lane.run("org", first))
-    await _settle()
-    return send, lane, task
+def _lanes() -> tuple[Opener, Alone, Lanes]:
+    opener, alone = Opener(), Alone()
+    return opener, alone, Lanes(opener, alone, stalled=_stalled)
 
 
-def _queue(lane: Lanes, *calls: list[str]) -> list[asyncio.Task]:
-    return [asyncio.create_task(lane.run("org", items)) for items in calls]
+def _calls(lane: Lanes, *calls: list[str], key: object = "org") -> list[asyncio.Task]:
+    return [asyncio.create_task(lane.run(key, items)) for items in calls]
 
 
-def test_a_free_lane_sends_at_once_and_the_calls_queued_meanwhile_go_together_in_order():
+def test_calls_go_out_at_once_behind_those_in_flight_and_the_idle_channel_is_released():
     async def go():
-        send, lane, first = await _held(["a"])
-        assert send.batches == [["a"]], "nothing in flight: sent without waiting"
-        queued = _queue(lane, ["b", "c"], ["d"], ["e"])
+        opener, _, lane = _lanes()
+        first = _calls(lane, ["a"])
         await _settle()
-        assert send.batches == [["a"]], "queued behind the batch in flight"
-        send.release.set()
-        answers = await asyncio.gather(first, *queued)
-        return send.batches, answers
+        later = _calls(lane, ["b", "c"], ["d"])
+        await _settle()
+        channel, = opener.channels
+        sent_before_any_answer = list(channel.sent)
+        channel.answer(2)
+        answered = await asyncio.gather(*first, later[0])
+        released_while_one_in_flight = channel.released
+        channel.answer()
+        answered.append(await later[1])
+        return sent_before_any_answer, answered, released_while_one_in_flight, channel.released, lane._lanes
 
-    batches, answers = run(go())
-    assert batches == [["a"], ["b", "c", "d", "e"]]
-    assert answers == [["aa"], ["bb", "cc"], ["dd"], ["ee"]], "each caller gets its own part"
+    sent, answered, released_early, released, left = run(go())
+    assert sent == [["a"], ["b", "c"], ["d"]], "each call went out at once, on the one channel"
+    assert answered == [["aa"], ["bb", "cc"], ["dd"]], "each caller gets its own part"
+    assert not released_early and released and left == {}, "given back once nothing is in flight"
+
+
+def test_calls_that_arrive_while_the_channel_opens_go_out_on_it_together():
+    async def go():
+        opener, _, lane = _lanes()
+        opener.gate.clear()
+        calls = _calls(lane, ["a"], ["b"], ["c"])
+        await _settle()
+        opened_meanwhile = len(opener.channels)
+        opener.gate.set()
+        await _settle()
+        channel, = opener.channels
+        channel.answer(3)
+        return opened_meanwhile, channel.sent, await asyncio.gather(*calls)
+
+    opened_meanwhile, sent, answered = run(go())
+    assert opened_meanwhile == 0 and sent == [["a"], ["b"], ["c"]]
+    assert answered == [["aa"], ["bb"], ["cc"]]
 
 
 def test_keys_do_not_wait_for_each_other():
     async def go():
-        slow, fast = Sender(), Sender()
-        slow.release.clear()
-        lane = Lanes(lambda items: (slow if items[0].startswith("s") else fast)(items))
-        stuck = asyncio.create_task(lane.run("stalled-org", ["s1"]))
+        opener, _, lane = _lanes()
+        stuck = _calls(lane, ["s1"], key="stalled-org")
         await _settle()
-        other = await asyncio.wait_for(lane.run("other-org", ["f1"]), 1)
-        slow.release.set()
-        return other, await stuck
+        other = _calls(lane, ["f1"], key="other-org")
+        await _settle()
+        stalled_channel, other_channel = opener.channels
+        other_channel.answer()
+        other_answer = await asyncio.wait_for(other[0], 1)
+        stalled_channel.answer()
+        return other_answer, await stuck[0]
 
     assert run(go()) == (["f1f1"], ["s1s1"])
 
 
-def test_a_failed_batch_fails_each_of_its_callers_and_the_lane_goes_on():
+def test_at_most_max_in_flight_calls_of_a_lane_are_in_flight():
     async def go():
-        send, lane, first = await _held(["a"])
-        doomed = _queue(lane, ["boom"], ["b"])
+        opener, _, lane = _lanes()
+        calls = _calls(lane, *([f"q{i}"] for i in range(lanes.MAX_IN_FLIGHT + 3)))
         await _settle()
-        send.release.set()
-        assert await first == ["aa"]
-        outcomes = await asyncio.gather(*doomed, return_exceptions=True)
-        after = await lane.run("org", ["c"])
-        return outcomes, after, send.batches
+        channel, = opener.channels
+        in_flight = [channel.in_flight]
+        channel.answer(2)
+        await _settle()
+        in_flight.append(channel.in_flight)
+        channel.answer(lanes.MAX_IN_FLIGHT + 1)
+        answered = await asyncio.gather(*calls)
+        return in_flight, len(channel.sent), answered
 
-    outcomes, after, batches = run(go())
-    assert all(isinstance(o, RuntimeError) for o in outcomes), outcomes
-    assert after == ["cc"] and batches == [["a"], ["boom", "b"], ["c"]]
+    in_flight, sent, answered = run(go())
+    assert in_flight == [lanes.MAX_IN_FLIGHT, lanes.MAX_IN_FLIGHT], "two answered: two more went out"
+    assert sent == lanes.MAX_IN_FLIGHT + 3
+    assert answered == [[f"q{i}q{i}"] for i in range(lanes.MAX_IN_FLIGHT + 3)]
 
 
-def test_a_caller_cancelled_while_queued_is_left_out_of_the_batch():
+def test_a_failed_call_fails_only_its_caller_and_the_lane_goes_on():
     async def go():
-        send, lane, first = await _held(["a"])
-        gone, kept = _queue(lane, ["gone"], ["b"])
+        opener, _, lane = _lanes()
+        calls = _calls(lane, ["a"], ["boom"], ["b"])
+        await _settle()
+        opener.channels[0].answer(3)
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        after = _calls(lane, ["c"])
+        await _settle()
+        opener.channels[-1].answer()
+        return outcomes, await after[0]
+
+    (a, boom, b), after = run(go())
+    assert a == ["aa"] and b == ["bb"] and isinstance(boom, RuntimeError)
+    assert after == ["cc"]
+
+
+def test_a_broken_channel_fails_what_it_carried_and_what_waits_goes_on_a_new_one():
+    async def go():
+        opener, _, lane = _lanes()
+        calls = _calls(lane, *([f"q{i}"] for i in range(lanes.MAX_IN_FLIGHT + 2)))
+        await _settle()
+        first = opener.channels[0]
+        first.break_()
+        await _settle()
+        second = opener.channels[1]
+        second.answer(2)
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        return outcomes, first.released, second.sent
+
+    outcomes, released, sent_on_new = run(go())
+    carried, waited = outcomes[:lanes.MAX_IN_FLIGHT], outcomes[lanes.MAX_IN_FLIGHT:]
+    assert all(isinstance(o, ConnectionError) for o in carried), carried
+    assert waited == [[f"q{i}q{i}"] for i in (lanes.MAX_IN_FLIGHT, lanes.MAX_IN_FLIGHT + 1)]
+    assert released, "the broken channel is given back (its connection closed, its slot freed)"
+    assert sent_on_new == [[f"q{lanes.MAX_IN_FLIGHT}"], [f"q{lanes.MAX_IN_FLIGHT + 1}"]]
+
+
+def test_a_caller_cancelled_while_waiting_is_not_sent():
+    async def go():
+        opener, _, lane = _lanes()
+        calls = _calls(lane, *([f"q{i}"] for i in range(lanes.MAX_IN_FLIGHT)))
+        await _settle()
+        gone, kept = _calls(lane, ["gone"], ["kept"])
         await _settle()
         gone.cancel()
         await _settle()
-        send.release.set()
-        return await first, await kept, send.batches
+        channel = opener.channels[0]
+        channel.answer(lanes.MAX_IN_FLIGHT)
+        await _settle()
+        channel.answer()
+        await asyncio.gather(*calls)
+        return await kept, channel.sent[lanes.MAX_IN_FLIGHT:]
 
-    assert run(go()) == (["aa"], ["bb"], [["a"], ["b"]])
+    assert run(go()) == (["keptkept"], [["kept"]])
 
 
-def test_a_batch_holds_at_most_max_batch_calls():
+def test_a_caller_cancelled_while_its_channel_opens_is_not_sent_and_another_opens_it():
     async def go():
-        send, lane, first = await _held(["x"])
-        queued = _queue(lane, *([f"q{i}"] for i in range(lanes.MAX_BATCH + 3)))
+        opener, _, lane = _lanes()
+        opener.gate.clear()
+        opening, waiting = _calls(lane, ["gone"], ["kept"])
         await _settle()
-        send.release.set()
-        await asyncio.gather(first, *queued)
-        return [len(b) for b in send.batches]
+        opening.cancel()
+        await _settle()
+        opener.gate.set()
+        await _settle()
+        channel, = opener.channels
+        channel.answer()
+        return await waiting, channel.sent, opening.cancelled()
 
-    assert run(go()) == [1, lanes.MAX_BATCH, 3]
+    assert run(go()) == (["keptkept"], [["kept"]], True)
 
 
-def test_a_stalled_batch_opens_the_lane_so_the_next_calls_go_side_by_side():
+def test_a_channel_that_cannot_be_opened_fails_each_waiting_caller_and_the_next_call_tries_again():
     async def go():
-        send, lane, first = await _held(["locked"], stalled=lambda answers: "lockedlocked" in answers)
-        queued = _queue(lane, *([f"q{i}"] for i in range(3)))
+        opener, _, lane = _lanes()
+        opener.gate.clear()
+        opener.fail = ConnectionError("no database")
+        calls = _calls(lane, ["a"], ["b"])
         await _settle()
-        send.release.set()
-        await asyncio.gather(first, *queued)
-        open_batches = list(send.batches)
-        send.batches.clear()
-        send.release.clear()
-        side = _queue(lane, ["s0"], ["s1"])
+        opener.gate.set()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        opener.fail = None
+        after = _calls(lane, ["c"])
         await _settle()
-        in_flight_together = len(send.batches)
-        send.release.set()
-        await asyncio.gather(*side)
-        return open_batches, in_flight_together
+        opener.channels[0].answer()
+        return outcomes, await after[0]
 
-    open_batches, in_flight_together = run(go())
-    assert open_batches == [["locked"], ["q0"], ["q1"], ["q2"]], "the open lane sent each queued call on its own"
-    assert in_flight_together == 2, "while open, calls do not wait for each other"
+    outcomes, after = run(go())
+    assert all(isinstance(o, ConnectionError) for o in outcomes), outcomes
+    assert after == ["cc"]
+
+
+def test_a_stalled_answer_opens_the_lane_so_the_next_calls_go_side_by_side():
+    async def go():
+        opener, alone, lane = _lanes()
+        calls = _calls(lane, ["locked"], *([f"q{i}"] for i in range(1, lanes.MAX_IN_FLIGHT)), ["w0"], ["w1"])
+        await _settle()
+        channel = opener.channels[0]
+        alone.release.clear()
+        channel.answer()  # the stalled one: the two waiting go alone, not into its room
+        await _settle()
+        waiting_sent_alone = list(alone.calls)
+        side = _calls(lane, ["s0"], ["s1"])
+        await _settle()
+        in_flight_together = alone.calls[len(waiting_sent_alone):]
+        alone.release.set()
+        channel.answer(lanes.MAX_IN_FLIGHT - 1)
+        answered = await asyncio.gather(*calls, *side)
+        return waiting_sent_alone, in_flight_together, answered[-2:], len(opener.channels)
+
+    waiting, together, side, channels = run(go())
+    assert waiting == [["w0"], ["w1"]], "what waited when the lane opened went each on its own"
+    assert together == [["s0"], ["s1"]], "while open, calls do not wait for each other"
+    assert side == [["s0s0"], ["s1s1"]] and channels == 1
 
 
 def test_an_open_lane_closes_again_after_open_seconds(monkeypatch):
     monkeypatch.setattr(lanes, "OPEN_SECONDS", 0.0)
 
     async def go():
-        send = Sender()
-        lane = Lanes(send, stalled=lambda answers: "lockedlocked" in answers)
-        await lane.run("org", ["locked"])
-        send.release.clear()
-        first = asyncio.create_task(lane.run("org", ["a"]))
-        second = asyncio.create_task(lane.run("org", ["b"]))
+        opener, alone, lane = _lanes()
+        stalled = _calls(lane, ["locked"])
         await _settle()
-        in_flight = list(send.batches[1:])
-        send.release.set()
-        await asyncio.gather(first, second)
-        return in_flight
+        opener.channels[0].answer()
+        await stalled[0]
+        after = _calls(lane, ["a"])
+        await _settle()
+        opener.channels[-1].answer()
+        return await after[0], alone.calls, len(opener.channels)
 
-    assert run(go()) == [["a"]], "closed again: the second call waits for the first"
+    assert run(go()) == (["aa"], [], 2), "closed again: the call rode a channel, not alone"
 
 
 @pytest.mark.parametrize("key", ["org", ("caller", b"hash")])
 def test_any_hashable_is_a_key(key):
     async def go():
-        return await Lanes(Sender()).run(key, ["k"])
+        opener, _, lane = _lanes()
+        call = _calls(lane, ["k"], key=key)
+        await _settle()
+        opener.channels[0].answer()
+        return await call[0]
 
     assert run(go()) == ["kk"]
 
@@ -177,6 +342,13 @@ WHO = """
 create function public.lane_probe(n integer) returns jsonb language sql as $$
   select jsonb_build_object('n', n, 'pid', pg_backend_pid(), 'xid', pg_current_xact_id()::text)
 $$;
+create function public.lane_timed(n integer, pause double precision) returns jsonb language plpgsql as $$
+declare
+  began timestamptz := clock_timestamp();
+begin
+  perform pg_sleep(pause);
+  return jsonb_build_object('n', n, 'pid', pg_backend_pid(), 'began', began, 'ended', clock_timestamp());
+end $$;
 create table public.lane_lock (id integer primary key);
 create function public.lane_locked() returns void language plpgsql as $$
 begin
@@ -208,9 +380,60 @@ def test_calls_queued_in_a_lane_ride_one_connection_each_in_its_own_transaction(
 
     answers, size = run(go())
     assert [a["n"] for a in answers] == list(range(6)), "each caller its own answer"
-    assert size <= 2, f"the first call, then one batch for the other five: {size} connections"
-    assert len({a["pid"] for a in answers[1:]}) == 1, "the batch went over one connection"
+    assert size == 1, f"the lane's calls rode one connection: {size} connections"
+    assert len({a["pid"] for a in answers}) == 1, "one backend ran them all"
     assert len({a["xid"] for a in answers}) == 6, "each call its own transaction"
+
+
+def test_a_call_sent_while_another_runs_goes_out_at_once_and_starts_when_it_ends(fresh_dsn):
+    from lib.core.db_async import AsyncPsycopgDatabase
+
+    async def go():
+        await _create(fresh_dsn, WHO)
+        db = AsyncPsycopgDatabase(fresh_dsn, pool_size=8)
+        try:
+            first = asyncio.create_task(db.rpc_pipeline([("lane_timed", {"n": 1, "pause": "0.3"})], lane="org"))
+            await asyncio.sleep(0.1)
+            second = asyncio.create_task(db.rpc_pipeline([("lane_timed", {"n": 2, "pause": "0"})], lane="org"))
+            await asyncio.sleep(0.05)
+            in_flight = db.lanes._lanes["org"].channel.in_flight
+            answers = [(await first)[0], (await second)[0]]
+            idle = db.lanes._lanes, len(db.pool._idle)
+            return in_flight, answers, idle
+        finally:
+            await db.close()
+
+    in_flight, (first, second), (lanes_left, pooled) = run(go())
+    assert in_flight == 2, "the second call was written behind the first while the first ran"
+    assert first["pid"] == second["pid"], "on the same backend"
+    assert second["began"] >= first["ended"], "which started it once the first had ended"
+    assert lanes_left == {} and pooled == 1, "the idle lane gave its connection back to the pool"
+
+
+def test_a_lane_connection_killed_mid_flight_runs_its_calls_once_more_on_a_new_one(fresh_dsn):
+    import psycopg
+
+    from lib.core.db_async import AsyncPsycopgDatabase
+
+    async def go():
+        await _create(fresh_dsn, WHO)
+        db = AsyncPsycopgDatabase(fresh_dsn, pool_size=8)
+        try:
+            calls = [asyncio.create_task(db.rpc_pipeline([("lane_timed", {"n": n, "pause": "0.3" if n == 0 else "0"})],
+                                                         lane="org")) for n in range(3)]
+            await asyncio.sleep(0.1)
+            pid = db.lanes._lanes["org"].channel.conn.pgconn.backend_pid
+            async with await psycopg.AsyncConnection.connect(fresh_dsn, autocommit=True) as admin:
+                await admin.execute("select pg_terminate_backend(%s)", [pid])
+            answers = [(await call)[0] for call in calls]
+            return pid, answers, db.pool._size
+        finally:
+            await db.close()
+
+    killed, answers, size = run(go())
+    assert [a["n"] for a in answers] == [0, 1, 2], "every caller answered, none failed"
+    assert all(a["pid"] != killed for a in answers), "by a new backend"
+    assert size == 1, "the dead connection's slot was freed"
 
 
 def test_an_error_in_a_batch_is_only_its_own_caller_s(fresh_dsn):
