@@ -241,8 +241,8 @@ class Metered:
 
 
 # the organization each caller's last request was billed to: the lane (lib.core.lanes)
-# its next begin goes in, with that organization's settlements (a guess: only batching
-# depends on it)
+# its next begin goes in, with that organization's settlements (a guess: only sharing
+# the lane's connection depends on it)
 _org_of_caller: dict[Caller, str] = {}
 LANES_REMEMBERED = 10_000
 

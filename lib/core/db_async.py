@@ -225,7 +225,7 @@ class AsyncPsycopgDatabase:
         (prepared statements with a Sync after each: lib.core.db_prepared; psycopg's
         cursor for arguments only its adapters can send). The first error raises,
         after every call ran. In a `lane` (lib.core.lanes: the organization whose rows
-        they lock) they wait for the lane's batch in flight and go with the next one.
+        they lock) they go on the lane's one connection, behind its calls in flight.
         A connection that died under them runs them all once more on a checked one:
         only for calls that are idempotent (every RPC the proxy sends is, by request id)."""
         try:
