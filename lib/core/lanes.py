@@ -14,9 +14,13 @@ process and go as answers come back. A lane holds its channel while anything of 
 flight and gives it back when the last answer arrives.
 
 A lane's calls run one after another, so when a key's rows are locked by someone else
-(an admin's long transaction) each call in flight would wait out its own lock timeout in
-turn. An answer that says so (`stalled`) opens the lane for `OPEN_SECONDS`: until then
-the key's calls go straight out, side by side, each waiting for the lock on its own.
+(an admin's long transaction) each call in flight waits out its own lock timeout in turn.
+An answer that says so (`stalled`) opens the lane for `OPEN_SECONDS`: until then the
+key's calls go straight out, side by side, each waiting for the lock on its own. The
+calls already in flight behind the stalled one keep their place: the k-th answers when
+the lock is released or after k lock timeouts, whichever comes first. (Fewer in flight
+cost throughput: with at most 2, the proxy answered concurrency 16 at 1307 calls/s
+instead of 1607, each answer waiting for its next send.)
 """
 from __future__ import annotations
 
