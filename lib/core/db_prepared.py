@@ -183,9 +183,10 @@ class Conveyor:
         answered: asyncio.Future[list[Outcome]] = loop.create_future()
         group: list[_Call] = []
         pg = self._pg
+        # a bad name raises here, before anything is written: the calls in flight are not its
+        statements = [_statement(fn, arg_names) for fn, _, arg_names in calls]
         try:
-            for fn, params, arg_names in calls:
-                name, sql = _statement(fn, arg_names)
+            for (name, sql), (_, params, _) in zip(statements, calls, strict=True):
                 call = _Call(name, name not in self._prepared and name not in self._preparing)
                 if call.prepare:
                     pg.send_prepare(name, sql)
@@ -304,9 +305,9 @@ class Conveyor:
         for _, answered in groups:
             if not answered.done():
                 answered.set_exception(self.error)
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
+        for task in (self._reader, self._writer):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         if self.on_answered is not None:
             self.on_answered(None)
 

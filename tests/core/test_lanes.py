@@ -480,3 +480,24 @@ def test_a_lock_timeout_in_a_lane_opens_it(fresh_dsn):
     outcomes, opened, other = run(go())
     assert all(isinstance(o, TollboothError) and o.status == 503 for o in outcomes), outcomes
     assert opened and not other, "the stalled organization's lane is open; no one else's"
+
+
+def test_a_call_with_a_bad_name_fails_alone_and_the_calls_in_flight_go_on(fresh_dsn):
+    from lib.core.db_async import AsyncPsycopgDatabase
+
+    async def go():
+        await _create(fresh_dsn, WHO)
+        db = AsyncPsycopgDatabase(fresh_dsn, pool_size=8)
+        try:
+            running = asyncio.create_task(db.rpc_pipeline([("lane_timed", {"n": 1, "pause": "0.2"})], lane="org"))
+            await asyncio.sleep(0.05)
+            channel = db.lanes._lanes["org"].channel
+            with pytest.raises(ValueError):
+                await db.rpc_pipeline([("lane_probe; drop table x", {"n": 2})], lane="org")
+            return (await running)[0], channel.broken, channel.conn.closed
+        finally:
+            await db.close()
+
+    answer, broken, closed = run(go())
+    assert answer["n"] == 1, "the call in flight was answered"
+    assert not broken and not closed, "its connection was not given up for another call's bad name"
