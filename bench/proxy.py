@@ -1,7 +1,9 @@
 """Chat proxy overhead: the same requests sent straight to the fake upstream, through
 Tollbooth (`tollbooth serve`) and through LiteLLM's proxy (its own virtualenv under
 .tollbooth/, installed on first use; skipped with the reason when it cannot run), in
-one run, interleaved, at concurrency 1, 4 and 16, streaming and not.
+one run, interleaved, at concurrency 1, 4 and 16, streaming and not. Each cell starts once
+every server (and Postgres) has all but stopped using CPU, so no path pays for the
+background work the one before it left behind.
 
 Each server runs in its own process (the embedded Postgres, `tollbooth fake-openai`,
 `tollbooth serve`, `litellm`), and the load generator (bench/loadgen.py: raw keep-alive
@@ -167,6 +169,32 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     return out
 
 
+def server_pids(procs: dict[str, subprocess.Popen]) -> list[int]:
+    """Every process of the benchmark's servers (workers included) and of Postgres."""
+    import psutil
+
+    pids = [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+    for proc in procs.values():
+        try:
+            parent = psutil.Process(proc.pid)
+            pids += [parent.pid] + [c.pid for c in parent.children(recursive=True)]
+        except psutil.Error:
+            pass
+    return pids
+
+
+def wait_quiet(pids: list[int], *, busy_below: float = 0.05, window_s: float = 0.2, limit_s: float = 5.0) -> None:
+    """Wait until the servers have all but stopped using CPU (below `busy_below` of a core
+    over `window_s`), for at most `limit_s`: a cell must not pay for the work the cell
+    before it left behind (a peer's background tasks, Postgres' autovacuum)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds({"all": pids}).values())
+        time.sleep(window_s)
+        if sum(cpu_seconds({"all": pids}).values()) - before < busy_below * window_s:
+            return
+
+
 def print_cpu_budget(procs: dict[str, subprocess.Popen], proxied: tuple[str, dict[str, str]],
                      direct: tuple[str, dict[str, str]], dsn: str, total: int = 400) -> None:
     """Where the CPU goes per request (json, concurrency 4), with synchronous metering
@@ -188,6 +216,7 @@ def print_cpu_budget(procs: dict[str, subprocess.Popen], proxied: tuple[str, dic
             with psycopg.connect(dsn, autocommit=True) as c:
                 c.execute("update private.app_settings set value = %s where key = 'metering_synchronous_commit'",
                           (commit,))
+        wait_quiet([pid for group in pids.values() for pid in group])
         before, mine = cpu_seconds(pids), sum(me.cpu_times()[:2])
         r = run_load(target[0], target[1], body_bytes(False), 4, total)
         after, mine_after = cpu_seconds(pids), sum(me.cpu_times()[:2])
@@ -246,11 +275,13 @@ def main() -> int:
                   f"{'overhead p50':>12}{'p99':>8} | {'own p50':>8}")
         print(header)
         print("-" * len(header))
+        quiet = server_pids(procs)
         for stream in (False, True):
             for conc in (1, 4, 16):
                 results: dict[str, list] = {name: [] for name, _ in targets}
                 for _round in range(ROUNDS):  # interleaved: each path in turn, several times
                     for name, (url, headers) in targets:
+                        wait_quiet(quiet)
                         results[name].append(run_load(url, headers, body_bytes(stream), conc, args.requests // ROUNDS))
                 merged = {name: merge(rs) for name, rs in results.items()}
                 d = merged["direct"]
