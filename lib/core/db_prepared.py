@@ -9,7 +9,9 @@ server, back to back). Here each (function, argument names) is prepared once per
 connection as `select public.fn(a := $1, ...)` with untyped parameters (the server types
 each from the function's signature, as it already did the strings psycopg sent untyped),
 arguments go as text, and every call is followed by a Sync, so each runs in its own
-transaction and all of them in one round trip. Results are loaded by the connection's own
+transaction and all of them in one round trip. A `Conveyor` keeps the connection in
+pipeline mode and takes more calls while earlier ones run (a lane's, lib.core.lanes);
+`run_each` is one send on one. Results are loaded by the connection's own
 psycopg loaders (its Transformer, so its JSON loader too) and errors are built by psycopg
 (`error_from_result`): a caller cannot tell this path from the cursor's.
 
