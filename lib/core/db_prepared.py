@@ -113,17 +113,6 @@ def _wake(ready: asyncio.Future[None]) -> None:
         ready.set_result(None)
 
 
-async def _wait(fd: int, *, write: bool = False) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-    add(fd, _wake, ready)
-    try:
-        await ready
-    finally:
-        remove(fd)
-
-
 class _Call:
     __slots__ = ("error", "name", "prepare", "value")
 
@@ -228,7 +217,7 @@ class Conveyor:
         """The rest of a send the socket did not take at once."""
         try:
             while self.error is None and self._pg.flush():
-                await _wait(self._pg.socket, write=True)
+                await self._ready(write=True)
         except BaseException as exc:
             self._fail(exc)
         finally:
@@ -239,16 +228,24 @@ class Conveyor:
         if self._poked is not None:
             _wake(self._poked)
 
-    async def _readable(self) -> None:
+    async def _ready(self, *, write: bool = False) -> None:
+        """Until the socket can be written, or read (or `_poke`d). `_fail` unwatches it
+        before closing it: its number may be a new connection's by the time we wake."""
         loop = asyncio.get_running_loop()
-        self._poked = ready = loop.create_future()
+        ready: asyncio.Future[None] = loop.create_future()
         fd = self._pg.socket
-        loop.add_reader(fd, _wake, ready)
+        if write:
+            loop.add_writer(fd, _wake, ready)
+        else:
+            self._poked = ready
+            loop.add_reader(fd, _wake, ready)
         try:
             await ready
         finally:
-            loop.remove_reader(fd)
-            self._poked = None
+            if self.error is None:
+                (loop.remove_writer if write else loop.remove_reader)(fd)
+            if not write:
+                self._poked = None
 
     async def _read(self) -> None:
         try:
@@ -256,7 +253,7 @@ class Conveyor:
                 self._pg.consume_input()
                 self._take()
                 if self._calls and self.error is None:
-                    await self._readable()
+                    await self._ready()
         except BaseException as exc:
             self._fail(exc)
         finally:
@@ -301,6 +298,15 @@ class Conveyor:
             return
         self.error = exc if isinstance(exc, Exception) else psycopg.OperationalError(
             "the exchange was abandoned mid-call")
+        if self._reader is not None or self._writer is not None:
+            try:
+                fd = self._pg.socket
+            except psycopg.Error:  # already closed: nothing is watched
+                pass
+            else:
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
         self._pg.finish()  # mid-exchange: nothing else may use this connection
         groups, self._groups = self._groups, deque()
         self._calls.clear()

@@ -206,3 +206,24 @@ def test_a_connection_killed_between_calls_is_retried_once_on_a_new_one(fresh_ds
 
     health, pid, new_pid = run(go())
     assert [h["ok"] for h in health] == [True, True] and new_pid != pid
+
+
+def test_a_conveyor_that_fails_while_its_reader_waits_stops_watching_the_socket_before_closing_it(fresh_dsn):
+    async def go():
+        await _setup(fresh_dsn)
+        conn = await psycopg.AsyncConnection.connect(fresh_dsn, autocommit=True)
+        conveyor = db_prepared.Conveyor(conn)
+        answer = conveyor.send([("slow", [], ())])
+        await asyncio.sleep(0.2)  # the reader waits on the socket
+        fd = conn.pgconn.socket
+        loop = asyncio.get_running_loop()
+        watched_before = fd in loop._selector.get_map()  # the default (selector) event loop
+        conveyor.abort()
+        watched_after = fd in loop._selector.get_map()
+        with pytest.raises(psycopg.OperationalError):
+            await answer
+        return watched_before, watched_after, conn.closed
+
+    before, after, closed = run(go())
+    assert before and not after, "unwatched before its number can be a new connection's"
+    assert closed
