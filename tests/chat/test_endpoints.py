@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from tests.support.chat import expected_cost
+from tests.support.clock import early_in_a_minute
 from tests.support.metering import ceil, credits_per_usd
 
 EMBED_PRICE = ("0.02", "0.02", "0")
@@ -91,6 +92,7 @@ def test_a_responses_stream_cut_before_completed_is_charged_an_estimate(stack):
 ])
 def test_per_key_controls_apply_to_the_new_endpoints(stack, path, body):
     org, key = _team_with_key(stack, models=["gpt-4.1-nano"], rpm=1)
+    early_in_a_minute()  # the allowed call and the refused one in one rate window
     r = httpx.post(f"{stack.base}{path}", json=body, headers={"authorization": f"Bearer {key['key']}"}, timeout=30)
     assert r.status_code == 403 and r.json()["error"]["type"] == "model_not_allowed"
     stack.sql.execute("update api_keys set models = null where id = %s", (key["id"],))

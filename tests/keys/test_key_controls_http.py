@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.chat import chat_body
+from tests.support.clock import early_in_a_minute
 from tests.support.pg import as_user
 from tests.support.secrets import JWT_SECRET, OPENAI_API_KEY
 
@@ -64,9 +65,7 @@ def test_rpm_refusal_carries_openai_rate_limit_headers(stack):
     org = stack.team(owner)
     stack.set_balance(org, 1000)
     key = stack.key(owner, org, rpm=2, tpm=100000)["key"]
-    # the window is the clock's minute: all three calls in one, far from its end
-    while time.time() % 60 > 50:
-        time.sleep(0.5)
+    early_in_a_minute()  # all three calls in one rate window
     first, second = post(stack.base, key), post(stack.base, key)
     assert (first.status_code, second.status_code) == (200, 200)
     assert first.headers["x-ratelimit-limit-requests"] == "2" and first.headers["x-ratelimit-remaining-requests"] == "1"
@@ -114,9 +113,7 @@ def test_rpm_is_exact_across_two_server_processes(fresh_dsn, upstream, tmp_path)
                     except httpx.HTTPError:
                         assert time.monotonic() < deadline, "serve did not come up"
                         time.sleep(0.2)
-            # wait for a fresh minute far from its end, so all 30 calls fall in one window
-            while time.time() % 60 > 40:
-                time.sleep(0.5)
+            early_in_a_minute(40)  # all 30 calls in one rate window
             with ThreadPoolExecutor(max_workers=10) as pool:
                 statuses = list(pool.map(lambda i: post(servers[i % 2][1], key).status_code, range(30)))
         finally:
