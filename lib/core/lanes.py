@@ -70,9 +70,9 @@ class _Lane(Generic[Item, Answer]):
 class Lanes(Generic[Item, Answer]):
     """`run(key, items)` sends `items` on `key`'s channel at once (opening one with
     `open_channel` when the lane has none), behind whatever of `key` is in flight, and
-    releases it once nothing is. An open lane sends through
-    `send_alone` instead. A channel that breaks fails what it had in flight (each caller
-    gets the error); what waits goes on a new one."""
+    releases the channel once nothing is. An open lane sends through `send_alone`
+    instead. A channel that breaks fails what it had in flight (each caller gets the
+    error); what waits goes on a new one."""
 
     def __init__(self, open_channel: Callable[[], Awaitable[Channel[Item, Answer]]],
                  send_alone: Callable[[list[Item]], Awaitable[list[Answer]]],
