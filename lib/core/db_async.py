@@ -94,6 +94,11 @@ def _waited_for_a_lock(outcomes: list[db_prepared.Outcome]) -> bool:
     return any(error is not None and error.sqlstate in GAVE_UP_WAITING for _, error in outcomes)
 
 
+def _lost_connection(outcomes: list[db_prepared.Outcome]) -> psycopg.Error | None:
+    """The first error among `outcomes` that says the connection died under the call."""
+    return next((error for _, error in outcomes if error is not None and sync_db.connection_lost(error)), None)
+
+
 class ConnectionPool:
     """At most `max_size` autocommit connections of one event loop: the most recently
     used idle one first (its statements are prepared and its buffers warm), a new one
@@ -245,9 +250,8 @@ class AsyncPsycopgDatabase:
         lost its connection raises, so `_on_connection` sends them all once more."""
         async def work(conn: AsyncConn) -> list[db_prepared.Outcome]:
             outcomes = await db_prepared.run_each(conn, prepared)
-            for _, error in outcomes:
-                if error is not None and sync_db.connection_lost(error):
-                    raise error
+            if (lost := _lost_connection(outcomes)) is not None:
+                raise lost
             return outcomes
 
         return await self._on_connection(work)
@@ -258,39 +262,38 @@ class AsyncPsycopgDatabase:
         for attempt in (1, 2):
             try:
                 outcomes = await self.lanes.run(lane, prepared)
+                if (lost := _lost_connection(outcomes)) is not None:
+                    raise lost
+                return outcomes
             except psycopg.Error as exc:
                 if attempt == 1 and sync_db.connection_lost(exc):
                     self.pool.suspect_since = time.monotonic()
                     continue
                 raise sync_db.map_psycopg_error(exc) from exc
-            if attempt == 1 and any(error is not None and sync_db.connection_lost(error) for _, error in outcomes):
-                self.pool.suspect_since = time.monotonic()
-                continue
-            return outcomes
         raise ServiceUnavailable("database unreachable")  # pragma: no cover
 
     async def _open_conveyor(self) -> db_prepared.Conveyor:
         """A pooled connection in pipeline mode for a lane, given back when the lane is idle."""
-        try:
-            conn = await self.pool.get()
-        except (TimeoutError, psycopg.Error) as exc:  # every connection busy, or the database is away
-            raise ServiceUnavailable("database unreachable") from exc
+        conn = await self._connection()
         try:
             return db_prepared.Conveyor(conn, give_back=self.pool.put)
         except BaseException:
             self.pool.put(conn)
             raise
 
+    async def _connection(self) -> AsyncConn:
+        """A pooled connection, or 503 when every one is busy past the pool's timeout or
+        none can be made (the database is away)."""
+        try:
+            return await self.pool.get()
+        except (TimeoutError, psycopg.Error) as exc:
+            raise ServiceUnavailable("database unreachable") from exc
+
     async def _on_connection(self, work: Callable[[AsyncConn], Awaitable[T]]) -> T:
         """`work` on a pooled connection; a connection that died under it runs it once
         more on a checked one; errors map to TollboothErrors."""
         for attempt in (1, 2):
-            try:
-                conn = await self.pool.get()
-            except TimeoutError as exc:  # every connection busy, or none could be made in time
-                raise ServiceUnavailable("database unreachable") from exc
-            except psycopg.Error as exc:  # could not connect: the database is away
-                raise ServiceUnavailable("database unreachable") from exc
+            conn = await self._connection()
             try:
                 result = await work(conn)
             except psycopg.Error as exc:

@@ -29,10 +29,11 @@ import functools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
+T = TypeVar("T")
 
 # the most calls of one lane in flight at once; the rest wait for answers
 MAX_IN_FLIGHT = 16
@@ -81,7 +82,7 @@ class Lanes(Generic[Item, Answer]):
         self._send_alone, self._stalled = send_alone, stalled
         self._open_until: dict[Hashable, float] = {}
         self._lanes: dict[Hashable, _Lane[Item, Answer]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     async def run(self, key: Hashable, items: list[Item]) -> list[Answer]:
         if self._open_until and self._is_open(key):
@@ -114,9 +115,12 @@ class Lanes(Generic[Item, Answer]):
 
     async def _alone(self, key: Hashable, items: list[Item]) -> list[Answer]:
         answers = await self._send_alone(items)
+        self._note_stall(key, answers)
+        return answers
+
+    def _note_stall(self, key: Hashable, answers: list[Answer]) -> None:
         if self._stalled(answers):
             self._open_until[key] = time.monotonic() + OPEN_SECONDS
-        return answers
 
     async def _open(self, key: Hashable, lane: _Lane[Item, Answer]) -> None:
         """Open the lane's channel and send what waits; if it cannot be opened, each
@@ -145,8 +149,8 @@ class Lanes(Generic[Item, Answer]):
         self._pump(key)
 
     def _answered(self, key: Hashable, answers: list[Answer] | None) -> None:
-        if answers is not None and self._stalled(answers):
-            self._open_until[key] = time.monotonic() + OPEN_SECONDS
+        if answers is not None:
+            self._note_stall(key, answers)
         self._pump(key)
 
     def _pump(self, key: Hashable) -> None:
@@ -164,7 +168,7 @@ class Lanes(Generic[Item, Answer]):
             waiting, lane.waiting = lane.waiting, deque()
             for items, answered in waiting:
                 if not answered.done():
-                    self._spawn(self._answer_alone(key, items, answered))
+                    self._spawn(self._alone(key, items)).add_done_callback(functools.partial(_pass_on, answered))
         while lane.waiting and channel is not None and _room(channel, lane.waiting[0][0]):
             items, answered = lane.waiting.popleft()
             if answered.done():  # its caller gave up before it was sent
@@ -183,20 +187,11 @@ class Lanes(Generic[Item, Answer]):
                 channel.on_answered = None
                 channel.release()
 
-    async def _answer_alone(self, key: Hashable, items: list[Item], answered: asyncio.Future[list[Answer]]) -> None:
-        try:
-            answers = await self._alone(key, items)
-        except Exception as exc:
-            if not answered.done():
-                answered.set_exception(exc)
-        else:
-            if not answered.done():
-                answered.set_result(answers)
-
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[T]) -> asyncio.Future[T]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 def _room(channel: Channel[Item, Answer], items: list[Item]) -> bool:
