@@ -23,7 +23,7 @@ import httpx
 from lib.chat import http1
 from lib.chat.metering import Metered, Usage, UsageStatus, estimated_usage
 from lib.chat.settlement import runtime, settle_async, settle_behind
-from lib.chat.sse import StreamMeter, async_sse_events
+from lib.chat.sse import StreamMeter, async_sse_batches
 from lib.chat.upstream import async_upstream_client, chat_request
 from lib.core.config import Settings
 from lib.core.db_async import AsyncDatabase
@@ -153,17 +153,17 @@ def _relay_stream(db: AsyncDatabase, settings: Settings, m: Metered, resp: http1
 
     async def generate() -> AsyncIterator[bytes]:
         status: UsageStatus = "succeeded"
-        events = async_sse_events(resp)
+        batches = async_sse_batches(resp)
         try:
-            async for event in events:
-                out = meter.observe(event)
-                if out is not None:
-                    yield out + b"\n\n"
+            async for batch in batches:
+                out = [e for e in map(meter.observe, batch) if e is not None]
+                if out:
+                    yield b"\n\n".join(out) + b"\n\n"
             if not meter.done and meter.usage is None:
                 status = "upstream_interrupted"
         except GeneratorExit:  # the client went away (lib.core.asgi closes us)
             status = "client_disconnected"
-            await _drain(events, meter, settings.disconnect_drain_seconds)
+            await _drain(batches, meter, settings.disconnect_drain_seconds)
         except httpx.HTTPError as exc:
             status = "upstream_interrupted"
             log.warning("upstream stream broke off: %r", exc)
@@ -174,12 +174,13 @@ def _relay_stream(db: AsyncDatabase, settings: Settings, m: Metered, resp: http1
     return Reply(200, headers, generate(), media_type="text/event-stream")
 
 
-async def _drain(events: AsyncIterator[bytes], meter: StreamMeter, budget_s: float) -> None:
+async def _drain(batches: AsyncIterator[list[bytes]], meter: StreamMeter, budget_s: float) -> None:
     """The client is gone: keep reading (without sending) until usage or the budget ends."""
     try:
         async with asyncio.timeout(budget_s):
-            async for event in events:
-                meter.observe(event)
+            async for batch in batches:
+                for event in batch:
+                    meter.observe(event)
                 if meter.usage is not None or meter.done:
                     break
     except (httpx.HTTPError, TimeoutError):

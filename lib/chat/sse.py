@@ -85,10 +85,14 @@ class RawBody(Protocol):
     def aiter_raw(self) -> AsyncIterator[bytes]: ...
 
 
-async def async_sse_events(resp: RawBody) -> AsyncIterator[bytes]:
+async def async_sse_batches(resp: RawBody) -> AsyncIterator[list[bytes]]:
+    """The whole SSE events of each upstream read, together (a read can carry several:
+    relayed in one write, they cost one send each way instead of one per event)."""
     splitter = SseSplitter()
     async for piece in resp.aiter_raw():
-        for event in splitter.feed(piece):
-            yield event
-    for event in splitter.rest():
-        yield event
+        events = splitter.feed(piece)
+        if events:
+            yield events
+    rest = splitter.rest()
+    if rest:
+        yield rest
