@@ -94,9 +94,13 @@ def _waited_for_a_lock(outcomes: list[db_prepared.Outcome]) -> bool:
     return any(error is not None and error.sqlstate in GAVE_UP_WAITING for _, error in outcomes)
 
 
-def _lost_connection(outcomes: list[db_prepared.Outcome]) -> psycopg.Error | None:
-    """The first error among `outcomes` that says the connection died under the call."""
-    return next((error for _, error in outcomes if error is not None and sync_db.connection_lost(error)), None)
+def _unless_lost(outcomes: list[db_prepared.Outcome]) -> list[db_prepared.Outcome]:
+    """`outcomes`, unless one says the connection died under its call: that error raises,
+    so the retry-once rule (`_retrying`) sends them all once more."""
+    lost = next((error for _, error in outcomes if error is not None and sync_db.connection_lost(error)), None)
+    if lost is not None:
+        raise lost
+    return outcomes
 
 
 class ConnectionPool:
@@ -246,31 +250,18 @@ class AsyncPsycopgDatabase:
         return [value for value, _ in outcomes]
 
     async def _send(self, prepared: list[PreparedCall]) -> list[db_prepared.Outcome]:
-        """Prepared calls in one round trip, each answering (value, error). A call that
-        lost its connection raises, so `_on_connection` sends them all once more."""
+        """Prepared calls in one round trip on a pooled connection, each answering (value, error)."""
         async def work(conn: AsyncConn) -> list[db_prepared.Outcome]:
-            outcomes = await db_prepared.run_each(conn, prepared)
-            if (lost := _lost_connection(outcomes)) is not None:
-                raise lost
-            return outcomes
+            return _unless_lost(await db_prepared.run_each(conn, prepared))
 
         return await self._on_connection(work)
 
     async def _in_lane(self, lane: Hashable, prepared: list[PreparedCall]) -> list[db_prepared.Outcome]:
-        """Prepared calls on their lane's conveyor; a conveyor whose connection died under
-        them runs them once more on a checked one (as `_on_connection` does)."""
-        for attempt in (1, 2):
-            try:
-                outcomes = await self.lanes.run(lane, prepared)
-                if (lost := _lost_connection(outcomes)) is not None:
-                    raise lost
-                return outcomes
-            except psycopg.Error as exc:
-                if attempt == 1 and sync_db.connection_lost(exc):
-                    self.pool.suspect_since = time.monotonic()
-                    continue
-                raise sync_db.map_psycopg_error(exc) from exc
-        raise ServiceUnavailable("database unreachable")  # pragma: no cover
+        """Prepared calls on their lane's conveyor."""
+        async def once() -> list[db_prepared.Outcome]:
+            return _unless_lost(await self.lanes.run(lane, prepared))
+
+        return await self._retrying(once)
 
     async def _open_conveyor(self) -> db_prepared.Conveyor:
         """A pooled connection in pipeline mode for a lane, given back when the lane is idle."""
@@ -290,26 +281,31 @@ class AsyncPsycopgDatabase:
             raise ServiceUnavailable("database unreachable") from exc
 
     async def _on_connection(self, work: Callable[[AsyncConn], Awaitable[T]]) -> T:
-        """`work` on a pooled connection; a connection that died under it runs it once
-        more on a checked one; errors map to TollboothErrors."""
-        for attempt in (1, 2):
+        """`work` on a pooled connection (given back after: closed and its slot freed
+        unless it is idle and healthy)."""
+        async def once() -> T:
             conn = await self._connection()
             try:
-                result = await work(conn)
-            except psycopg.Error as exc:
-                self.pool.put(conn)  # closed and its slot freed unless it is idle and healthy
-                if attempt == 1 and sync_db.connection_lost(exc):
-                    # the connection died under us: every one idle since is suspect (checked
-                    # before use), and the call runs once more on a checked one
-                    self.pool.suspect_since = time.monotonic()
-                    continue
-                raise sync_db.map_psycopg_error(exc) from exc
-            except BaseException:
+                return await work(conn)
+            finally:
                 self.pool.put(conn)
-                raise
-            self.pool.put(conn)
-            return result
-        raise ServiceUnavailable("database unreachable")  # pragma: no cover
+
+        return await self._retrying(once)
+
+    async def _retrying(self, once: Callable[[], Awaitable[T]]) -> T:
+        """`once()`; when the connection died under it, every one idle since is suspect
+        (checked before use) and it runs once more, on a checked one. Errors map to
+        TollboothErrors."""
+        try:
+            return await once()
+        except psycopg.Error as exc:
+            if not sync_db.connection_lost(exc):
+                raise sync_db.map_psycopg_error(exc) from exc
+            self.pool.suspect_since = time.monotonic()
+        try:
+            return await once()
+        except psycopg.Error as exc:
+            raise sync_db.map_psycopg_error(exc) from exc
 
     async def ping(self) -> None:
         await self.rpc("health_check", {})

@@ -140,10 +140,7 @@ class Lanes(Generic[Item, Answer]):
             lane.opening = False
             self._pump(key)
             raise
-        lane.opening = False
-        if self._lanes.get(key) is not lane:  # pragma: no cover - a lane is only dropped when idle
-            channel.release()
-            return
+        lane.opening = False  # an opening lane is never dropped (`_pump`): it is still this key's
         lane.channel = channel
         channel.on_answered = functools.partial(self._answered, key)
         self._pump(key)
