@@ -24,8 +24,10 @@ from tests.support.rls import ADMINS, NOT_SERVICE, check_direct_write_is_refused
 from tests.support.usage import add_event, rollup
 
 URL = "https://api.stripe.com/v1/billing/meter_events"
-NOW = dt.datetime.now(dt.UTC)
-TODAY = NOW.date()
+# The clock under test: noon UTC today, passed to every claim, so that a later run
+# (an hour, six minutes) never crosses midnight and closes today's window.
+TODAY = dt.datetime.now(dt.UTC).date()
+NOW = dt.datetime.combine(TODAY, dt.time(12), dt.UTC)
 
 
 def ok(request: httpx.Request) -> httpx.Response:
@@ -53,7 +55,7 @@ def metered(committed):
                   (committed.org, NOW - dt.timedelta(days=60)))
         for days, credits in ((1, 10), (3, 20), (38, 5)):
             add_event(c, committed.org, at=NOW - dt.timedelta(days=days), credits=credits)
-        add_event(c, committed.org, credits=99)  # today: the window is still open
+        add_event(c, committed.org, at=NOW, credits=99)  # today: the window is still open
         add_event(c, committed.other, at=NOW - dt.timedelta(days=1), credits=1000)  # not metered
         rollup(c)
     db = PsycopgDatabase(committed.dsn, pool_size=2)
@@ -70,7 +72,7 @@ def reports(dsn) -> list[dict]:
 def test_closed_days_are_reported_once_with_deterministic_identifiers(metered):
     committed, db = metered
     route = respx.post(URL).mock(side_effect=ok)
-    counts = report_usage(db, "sk_test_meters")
+    counts = report_usage(db, "sk_test_meters", at=NOW)
     assert counts == {"created": 3, "expired": 1, "sent": 2, "failed": 0, "rejected": 0}
     forms = sent_forms(route)
     day1, day3 = TODAY - dt.timedelta(days=1), TODAY - dt.timedelta(days=3)
@@ -86,18 +88,18 @@ def test_closed_days_are_reported_once_with_deterministic_identifiers(metered):
     assert "35 days" in got[0]["error"] and got[0]["attempts"] == 0, "the old window was never sent"
     assert got[1]["answer"]["object"] == "billing.meter_event" and got[1]["http_status"] == 200
 
-    assert report_usage(db, "sk_test_meters")["sent"] == 0 and route.call_count == 2, "a repeated run sends nothing"
+    assert report_usage(db, "sk_test_meters", at=NOW)["sent"] == 0 and route.call_count == 2, "a repeated run sends nothing"
 
 
 @respx.mock
 def test_late_usage_is_reported_as_the_difference(metered):
     committed, db = metered
     route = respx.post(URL).mock(side_effect=ok)
-    report_usage(db, "sk_test_meters")
+    report_usage(db, "sk_test_meters", at=NOW)
     with psycopg.connect(committed.dsn, autocommit=True) as c:
         add_event(c, committed.org, at=NOW - dt.timedelta(days=1), credits=7)
         rollup(c)
-    assert report_usage(db, "sk_test_meters")["sent"] == 1
+    assert report_usage(db, "sk_test_meters", at=NOW)["sent"] == 1
     last = sent_forms(route)[-1]
     assert last["identifier"] == f"tollbooth:cus_metered:{TODAY - dt.timedelta(days=1)}:1"
     assert last["payload[value]"] == "7"
@@ -113,9 +115,9 @@ def test_a_failed_report_is_retried_with_the_same_identifier(metered):
     committed, db = metered
     route = respx.post(URL).mock(side_effect=[httpx.Response(500, json={"error": {"message": "boom"}}),
                                               httpx.ConnectError("lost"), ok, ok])
-    assert report_usage(db, "sk_test_meters") == {"created": 3, "expired": 1, "sent": 0, "failed": 2, "rejected": 0}
-    assert report_usage(db, "sk_test_meters")["sent"] == 0, "claimed a moment ago: not resent at once"
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+    assert report_usage(db, "sk_test_meters", at=NOW) == {"created": 3, "expired": 1, "sent": 0, "failed": 2, "rejected": 0}
+    assert report_usage(db, "sk_test_meters", at=NOW)["sent"] == 0, "claimed a moment ago: not resent at once"
+    later = NOW + dt.timedelta(minutes=6)
     assert report_usage(db, "sk_test_meters", at=later)["sent"] == 2
     ids = [f["identifier"] for f in sent_forms(route)]
     assert ids[:2] == ids[2:], "the retry reuses the identifiers, so Stripe deduplicates a lost success"
@@ -129,11 +131,11 @@ def test_a_4xx_is_recorded_and_not_resent(metered):
     answer = {"error": {"type": "invalid_request_error", "code": "resource_missing",
                         "message": "No such customer: 'cus_metered'"}}
     route = respx.post(URL).mock(return_value=httpx.Response(400, json=answer))
-    assert report_usage(db, "sk_test_meters")["rejected"] == 2
+    assert report_usage(db, "sk_test_meters", at=NOW)["rejected"] == 2
     got = reports(committed.dsn)[1:]
     assert all(r["status"] == "rejected" and r["http_status"] == 400 and r["answer"] == answer for r in got)
     assert "No such customer" in got[0]["error"]
-    report_usage(db, "sk_test_meters", at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    report_usage(db, "sk_test_meters", at=NOW + dt.timedelta(hours=1))
     assert route.call_count == 2, "a rejected report waits for a person"
 
 
@@ -141,8 +143,8 @@ def test_a_4xx_is_recorded_and_not_resent(metered):
 def test_a_429_is_retried(metered):
     committed, db = metered
     respx.post(URL).mock(side_effect=[httpx.Response(429, json={"error": {"message": "slow down"}}), ok, ok])
-    assert report_usage(db, "sk_test_meters")["failed"] == 1
-    assert report_usage(db, "sk_test_meters", at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6))["sent"] >= 1
+    assert report_usage(db, "sk_test_meters", at=NOW)["failed"] == 1
+    assert report_usage(db, "sk_test_meters", at=NOW + dt.timedelta(minutes=6))["sent"] >= 1
 
 
 METER_REPORTS = t("public.stripe_meter_reports", ADMINS,
