@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 from lib.local import embedded, migrate
+from tests.support.clock import clear_of_a_utc_day_turn
 from tests.support.credits import reserve
 from tests.support.metering import begin, create_key, finish
 from tests.support.personas import BAN_KINDS, Cast, Person, add_member, ban, build_cast, make_user
@@ -35,6 +36,18 @@ from tests.support.pg import TEMPLATE, clone_database, drop_database, dsn_for, r
 from tests.support.rls import Money
 
 _counter = itertools.count()
+
+# every session of the tests (psycopg, the servers they start, the CLI) in UTC, as on
+# Supabase: a local zone with DST moves `now() + interval '7 days'` by an hour
+os.environ["PGTZ"] = "UTC"
+
+
+@pytest.fixture(autouse=True)
+def _clear_of_a_utc_day_turn():
+    """No test starts in the last 10 s of a UTC day: one that begins before midnight
+    (its transaction's now(), a Python date) and calls after it (clock_timestamp() of
+    begin_chat_request, now() of usage_for_key) would see two days or two months."""
+    clear_of_a_utc_day_turn()
 
 
 @pytest.fixture(scope="session")

@@ -143,7 +143,8 @@ def _start_tcp(data_dir: Path) -> int:
     port = _choose_port(data_dir)
     log = data_dir / "log"
     try:
-        pg_ctl(["-w", "-o", f"-h {HOST} -p {port} -k {socket_dir}", "-l", str(log), "start"],
+        # UTC, as Supabase's databases are, whatever this machine's zone
+        pg_ctl(["-w", "-o", f"-h {HOST} -p {port} -k {socket_dir} -c timezone=UTC", "-l", str(log), "start"],
                pgdata=data_dir, user=user, timeout=30)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         tail = log.read_text()[-2000:] if log.exists() else ""

@@ -74,6 +74,18 @@ def test_an_upgrade_takes_effect_now(conn, people, subscribed):
     assert org_state(conn, subscribed)["balance"] == 1000000
 
 
+def test_a_plan_change_without_a_stripe_period_runs_a_utc_month_in_any_session_zone(conn, people, subscribed):
+    """Berlin's clocks go forward on 2099-03-29: the month from 03-15 12:00 UTC still ends
+    on 04-15 12:00 UTC, not an hour early."""
+    conn.execute("update public.subscriptions set price_id = %s, product_id = %s, current_period_end = null "
+                 "where id = %s", (ENT_PRICE, ENT_PRODUCT, SUB))
+    conn.execute("set local timezone = 'Europe/Berlin'")
+    conn.execute("select private.refresh_org_billing(%s, '2099-03-15T12:00Z')", (subscribed,))
+    assert org_state(conn, subscribed)["plan_id"] == "enterprise"
+    assert str(scalar(conn, "select period_end at time zone 'UTC' from public.credit_accounts where org_id = %s",
+                      (subscribed,))) == "2099-04-15 12:00:00"
+
+
 def test_cancel_at_period_end_keeps_the_plan_until_the_subscription_is_deleted(conn, people, subscribed):
     apply(conn, subscription_event(SUB, CUS, org_id=subscribed, created=NOW - DAY, cancel_at_period_end=True,
                                    cancel_at=PERIOD[1]))

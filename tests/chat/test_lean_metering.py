@@ -83,7 +83,8 @@ def test_a_lost_reservation_of_a_failed_call_charges_nothing(conn, cast):
 def test_a_keys_unused_tokens_go_back_to_its_window_as_the_call_closes(conn, cast):
     """One update of the key at finish: its budget and its rate window together."""
     k = create_key(conn, cast.owner, cast.team, name="tpm key")
-    conn.execute("update public.api_keys set tpm = 100000, credit_limit = 500 where id = %s", (k["id"],))
+    conn.execute("update public.api_keys set tpm = 100000, credit_limit = 500, credit_limit_period = '30d' "
+                 "where id = %s", (k["id"],))
     began = begin(conn, "tpm-1", prompt_tokens_bound=1000, completion_tokens_limit=200, key=k["key"])
     row = key_row(conn, k["id"])
     assert (row["rate_tokens"], row["budget_reserved"]) == (1200, began["reserved"]), "counted at the worst case"

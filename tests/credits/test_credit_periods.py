@@ -267,6 +267,19 @@ def test_ensure_current_period_rolls_an_ended_period(conn, org):
     assert_grants_cover(conn, org)
 
 
+# zones whose clocks change in March, April, September, October or November: in a month
+# with a change, a month added in the session's zone ends an hour off the UTC month
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/Berlin", "Australia/Sydney", "Pacific/Auckland"])
+def test_an_ended_period_rolls_to_the_utc_month_in_any_session_zone(conn, org, zone):
+    start, end = month_bounds(conn)
+    simulate_previous_month(conn, org)
+    conn.execute(f"set local timezone = '{zone}'")
+    conn.execute("select private.ensure_current_period(%s)", (org,))
+    acct = account(conn, org)
+    assert (acct["period_start"], acct["period_end"]) == (start, end), f"the UTC month in {zone}"
+    assert_consistent(conn, org)
+
+
 def test_reserving_rolls_an_ended_period_first(conn, org):
     simulate_previous_month(conn, org)
     reserve(conn, org, "r-new-month", 100)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.support.clock import early_in_a_minute
 from tests.support.credits import assert_consistent, money_snapshot, set_balance
 from tests.support.metering import begin, create_key, finish
 from tests.support.pg import as_user, fails, one, raises_sqlstate, scalar
@@ -112,7 +113,7 @@ def test_budget_boundary_reserve_settle_and_402_naming_the_key(conn, cast):
     first = begin(conn, "probe", "gpt-4o-mini", 100, key=create_key(conn, cast.owner, cast.team)["key"],
                   completion_tokens_limit=100)
     hold = first["reserved"]
-    k = create_key(conn, cast.owner, cast.team, name="budgeted", credit_limit=2 * hold)
+    k = create_key(conn, cast.owner, cast.team, name="budgeted", credit_limit=2 * hold, credit_limit_period="30d")
     for i in range(2):
         assert begin(conn, f"b-{i}", "gpt-4o-mini", 100, key=k["key"], completion_tokens_limit=100)["reserved"] == hold
     assert key_row(conn, k["id"])["budget_reserved"] == 2 * hold
@@ -151,10 +152,40 @@ def test_budget_resets_when_the_period_turns(conn, cast):
     assert key_row(conn, k["id"])["budget_spent"] == 0, "the new month starts from zero"
 
 
+def test_a_call_begun_as_the_period_turns_counts_in_the_period_it_was_reserved_in(conn, cast):
+    """begin's budget period and the reservation's stamp come from one clock: a call whose
+    transaction started just before the key's period turned, and reached the key just
+    after, is charged to the period it was reserved in, never to none."""
+    k = create_key(conn, cast.owner, cast.team, credit_limit=1000, credit_limit_period="30d")
+    # the key's 30-day period turns 20 ms after this transaction began, before the begin below
+    conn.execute("update public.api_keys set created_at = now() - interval '30 days' + interval '20 ms' "
+                 "where id = %s", (k["id"],))
+    conn.execute("select pg_sleep(0.1)")
+    began = begin(conn, "turn-1", "gpt-4o-mini", 10, key=k["key"], completion_tokens_limit=10)
+    assert key_row(conn, k["id"])["budget_reserved"] == began["reserved"]
+    done = finish(conn, "turn-1", cast.team, api_key_id=k["id"], prompt_tokens=10, completion_tokens=10)
+    row = key_row(conn, k["id"])
+    assert done["charged"] > 0
+    assert (row["budget_spent"], row["budget_reserved"]) == (done["charged"], 0), "the charge counts against the key"
+    assert_consistent(conn, cast.team)
+
+
 def test_day_count_periods_start_at_creation(conn, cast):
     start = scalar(conn, "select private.key_period_start('7d', '2026-01-01T00:00Z', '2026-01-15T12:00Z')")
     assert start.isoformat().startswith("2026-01-15T00:00")
     assert scalar(conn, "select private.key_period_start('monthly', now(), '2026-03-31T23:59Z')").day == 1
+
+
+def test_budget_periods_are_counted_in_utc_in_any_session_zone(conn):
+    """A session on a zone with daylight saving time (Berlin's clocks go forward on
+    2026-03-29) still gets periods of whole UTC days and UTC months."""
+    conn.execute("set local timezone = 'Europe/Berlin'")
+    utc = "at time zone 'UTC'"
+    assert str(scalar(conn, f"select private.key_period_start('30d', '2026-03-20T00:00Z', '2026-04-20T00:00Z') {utc}")) \
+        == "2026-04-19 00:00:00"
+    assert str(scalar(conn, f"select private.key_period_end('30d', '2026-03-20T00:00Z') {utc}")) == "2026-04-19 00:00:00"
+    assert str(scalar(conn, f"select private.key_period_end('monthly', '2026-03-01T00:00Z') {utc}")) \
+        == "2026-04-01 00:00:00"
 
 
 # Section - rate limits
@@ -162,6 +193,7 @@ def test_day_count_periods_start_at_creation(conn, cast):
 
 def test_rpm_boundary_with_openai_headers(conn, cast):
     k = create_key(conn, cast.owner, cast.team, rpm=2)
+    early_in_a_minute()  # r-0 .. r-3 in one rate window (begin's is the clock's minute)
     g = begin(conn, "r-0", "gpt-4o-mini", 10, key=k["key"], completion_tokens_limit=10)
     assert g["ratelimit"]["x-ratelimit-limit-requests"] == "2" and g["ratelimit"]["x-ratelimit-remaining-requests"] == "1"
     begin(conn, "r-1", "gpt-4o-mini", 10, key=k["key"], completion_tokens_limit=10)
@@ -179,6 +211,7 @@ def test_rpm_boundary_with_openai_headers(conn, cast):
 
 def test_tpm_counts_the_worst_case_and_gives_back_unused_tokens(conn, cast):
     k = create_key(conn, cast.owner, cast.team, tpm=300)
+    early_in_a_minute()  # t-0 .. t-3 in one token window
     begin(conn, "t-0", "gpt-4o-mini", 100, key=k["key"], completion_tokens_limit=100)  # 200 of 300
     refused(conn, cast.team, "PT429", "tokens", request_id="t-1", model="gpt-4o-mini", prompt_tokens_bound=100,
             key=k["key"], completion_tokens_limit=100)

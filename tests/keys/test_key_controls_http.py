@@ -43,7 +43,7 @@ def test_100_parallel_calls_against_a_key_budget_of_10_calls(stack):
     owner = stack.user("owner")
     org = stack.team(owner)
     stack.set_balance(org, 1000)  # the org could pay for all of them; the key's budget cannot
-    k = stack.key(owner, org, credit_limit=10)  # each call holds (and costs) 1 credit
+    k = stack.key(owner, org, credit_limit=10, credit_limit_period="30d")  # each call holds (and costs) 1 credit
     stack.upstream.latency_ms = 50
 
     with ThreadPoolExecutor(max_workers=25) as pool:

@@ -9,8 +9,10 @@ import psycopg
 from lib.local import embedded
 
 
-def test_long_lived_server_listens_on_tcp_and_reuses_its_port(tmp_path):
+def test_long_lived_server_listens_on_tcp_and_reuses_its_port(tmp_path, monkeypatch):
     data_dir = tmp_path / "pg"
+    monkeypatch.setenv("TZ", "Europe/Berlin")  # the machine's zone: initdb would make it the server's
+    monkeypatch.delenv("PGTZ", raising=False)  # the session takes the server's zone
     try:
         dsn = embedded.start(data_dir)
         m = re.fullmatch(r"postgresql://postgres@127\.0\.0\.1:(\d+)/tollbooth", dsn)
@@ -19,6 +21,7 @@ def test_long_lived_server_listens_on_tcp_and_reuses_its_port(tmp_path):
         assert (data_dir / embedded.PORT_FILE).read_text().strip() == str(port)
         with psycopg.connect(dsn) as c:
             assert c.execute("select current_database(), inet_server_port()").fetchone() == ("tollbooth", port)
+            assert c.execute("show timezone").fetchone()[0] == "UTC", "UTC, as on Supabase"
         # the Unix socket is still there
         sockets = list(data_dir.glob(".s.PGSQL.*")) or list(embedded_socket_dirs(data_dir))
         assert sockets, "the server keeps its Unix socket"

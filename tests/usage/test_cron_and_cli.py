@@ -59,7 +59,7 @@ def test_tollbooth_rollup_rebuild_and_lifecycle(committed, capsys):
     today = dt.datetime.now(dt.UTC)
     with psycopg.connect(committed.dsn, autocommit=True) as c:
         add_event(c, committed.org, at=today - dt.timedelta(days=2), credits=3)
-        add_event(c, committed.org, credits=4)
+        add_event(c, committed.org, at=today, credits=4)
         code, out = run_cli(committed.dsn, capsys, "rollup")
         assert code == 0 and out["events"] == 2 and out["skipped"] is False
         incremental = rolled(c)
