@@ -153,9 +153,9 @@ def test_budget_resets_when_the_period_turns(conn, cast):
 
 
 def test_a_call_begun_as_the_period_turns_counts_in_the_period_it_was_reserved_in(conn, cast):
-    """begin's budget period and the reservation's stamp come from one clock: a call whose
-    transaction started just before the key's period turned, and reached the key just
-    after, is charged to the period it was reserved in, never to none."""
+    """A reservation is stamped when it is written, after begin chose the key's budget
+    period: a call whose transaction started just before the key's period turned, and
+    reached the key just after, is counted in the period it was reserved in, never in none."""
     k = create_key(conn, cast.owner, cast.team, credit_limit=1000, credit_limit_period="30d")
     # the key's 30-day period turns 20 ms after this transaction began, before the begin below
     conn.execute("update public.api_keys set created_at = now() - interval '30 days' + interval '20 ms' "
