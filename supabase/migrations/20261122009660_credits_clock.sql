@@ -12,8 +12,10 @@
  *
  * private.ensure_current_period added '1 month' to a timestamptz, which Postgres does in
  * the session's time zone: in a session on a zone with daylight saving time, a free
- * period in a month with a clock change ended an hour off the UTC month's end.
- * private.roll_credit_period already did the month in UTC; this does too.
+ * period in a month with a clock change ended an hour off the UTC month's end. It now
+ * runs in UTC (as private.roll_credit_period's arithmetic already did), whatever the
+ * caller's zone: it runs only when a period has ended, so the setting costs nothing on
+ * the hot path.
  */
 
 -- Section - Tables
@@ -23,30 +25,5 @@ alter table public.credit_reservations alter column created_at set default clock
 
 -- Section - Private helpers
 
-/**
- * Organizations without a billing period of their own (free plan, no subscription)
- * run on calendar months (UTC). Rolls the period when it has ended; cheap when not.
- */
-create or replace function private.ensure_current_period(org uuid)
-returns void
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  acct public.credit_accounts;
-  plan text;
-  month_start timestamp := date_trunc('month', now() at time zone 'UTC');
-begin
-  select * into acct from public.credit_accounts a where a.org_id = org;
-  if acct.org_id is not null and acct.period_end is not null and acct.period_end > now() then
-    return;
-  end if;
-  select o.plan_id into plan from public.organizations o where o.id = org;
-  if plan is null then
-    return;
-  end if;
-  perform private.start_plan_period(org, plan, month_start at time zone 'UTC',
-                                    (month_start + interval '1 month') at time zone 'UTC');
-end;
-$$;
+-- calendar months in UTC, whatever the session's zone (see above)
+alter function private.ensure_current_period(uuid) set timezone = 'UTC';

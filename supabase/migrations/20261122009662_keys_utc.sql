@@ -5,7 +5,10 @@
  * timestamptz, which Postgres does in the session's time zone: in a session on a zone
  * with daylight saving time, a '30d' period across a clock change, or a month with
  * one, started or ended an hour off. Both now count in UTC, so they are truly
- * immutable, as they are declared.
+ * immutable, as they are declared. (Their arithmetic names UTC itself rather than the
+ * functions setting `timezone`, as credits_clock and billing_utc do for colder
+ * functions: begin_chat_request calls these on every call of a key with a budget, and
+ * a function's own setting is saved and restored around each call.)
  */
 
 -- Section - Private helpers
